@@ -1,0 +1,1 @@
+"""CPython-only host tools for edgepoi: CLI, edge node, simulator, console, provisioning."""

@@ -1,0 +1,1 @@
+"""The home edge node: MQTT ingest, ledger, (later) verification, audits and settlement."""
