@@ -39,6 +39,13 @@ def micropython():
     return make
 
 
+@pytest.fixture(scope="session")
+def sdk_mpy(tmp_path_factory):
+    """The sdk as it ships to a MicroPython board: a unix-board bundle of .mpy files (built once)."""
+    from edgepoi_host import bundle
+    return bundle.build("unix", str(tmp_path_factory.mktemp("sdk_mpy") / "bundle")).out_dir
+
+
 @pytest.fixture
 def serial_device(tmp_path):
     flash = tmp_path / "flash"

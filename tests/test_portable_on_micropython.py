@@ -1,4 +1,8 @@
-"""Run every portable test module under the real MicroPython with the heap its header asks for."""
+"""Run every portable test module under the real MicroPython with the heap its header asks for.
+
+The sdk is imported as it ships to a board: compiled to .mpy (the unix-board bundle), not as source;
+compiling a module from source on the device needs several times the heap of loading its .mpy.
+"""
 import os
 import re
 
@@ -18,9 +22,9 @@ def heapsize_of(module):
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_portable_module_under_micropython(micropython, module):
+def test_portable_module_under_micropython(micropython, sdk_mpy, module):
     heap = heapsize_of(module)
-    mp = micropython(heapsize=heap, path=[PORTABLE])
+    mp = micropython(heapsize=heap, path=[PORTABLE, sdk_mpy], sdk=False)
     res = mp.run(["runner.py", module], cwd=PORTABLE, check=False, timeout=600)
     out = res.stdout + res.stderr
     assert res.returncode == 0, "under MicroPython (heapsize=%s):\n%s" % (heap, out)

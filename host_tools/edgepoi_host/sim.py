@@ -5,24 +5,26 @@ Usage::
     fleet = Fleet(broker_url, count=3, workdir="/tmp/fleet")
     fleet.start(); ...; fleet.stop()
 
-Each device gets its own folder playing its flash (config.json and its log), and runs
-``firmware/main.py`` under the MicroPython unix port with the heap of an ESP32 (``-X heapsize=96K``).
+The fleet builds the firmware bundle for the ``unix`` board once (the sdk and app compiled to .mpy, as
+on a real board); each device gets its own folder playing its flash — a copy of the bundle plus its
+config.json, queue and log — and runs the bundle's ``main.py`` under the MicroPython unix port with the
+heap of an ESP32 (``-X heapsize=96K``) and nothing but its flash on the module path.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
 
 from edgepoi_host.edge.ingest import parse_broker_url
-from edgepoi_host.runtime.micropython import REPO_DIR, MicroPython
-
-FIRMWARE_MAIN = os.path.join(REPO_DIR, "firmware", "main.py")
+from edgepoi_host.runtime.micropython import MicroPython
 
 
 class SimDevice:
-    def __init__(self, device_id, flash_dir, config, heapsize="96K"):
+    def __init__(self, device_id, flash_dir, config, heapsize="96K", bundle_dir=None):
         self.device_id = device_id
+        self.bundle_dir = bundle_dir
         self.flash_dir = flash_dir
         self.config = config
         self.heapsize = heapsize
@@ -30,12 +32,13 @@ class SimDevice:
         self.log_path = os.path.join(flash_dir, "device.log")
 
     def start(self):
-        os.makedirs(self.flash_dir, exist_ok=True)
+        if not os.path.exists(os.path.join(self.flash_dir, "main.py")):  # first power-on: flash it
+            shutil.copytree(self.bundle_dir, self.flash_dir, dirs_exist_ok=True)
         with open(os.path.join(self.flash_dir, "config.json"), "w") as f:
             json.dump(self.config, f)
-        mp = MicroPython(heapsize=self.heapsize)
+        mp = MicroPython(heapsize=self.heapsize, sdk=False, path=[self.flash_dir])
         self._log = open(self.log_path, "ab")
-        self.proc = mp.spawn([FIRMWARE_MAIN], cwd=self.flash_dir, stdout=self._log,
+        self.proc = mp.spawn(["main.py"], cwd=self.flash_dir, stdout=self._log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 
@@ -67,15 +70,19 @@ class SimDevice:
 
 class Fleet:
     def __init__(self, broker_url, count=3, workdir=None, period_s=1.0, messages=0, prefix="sim",
-                 heapsize="96K", qos=1):
+                 heapsize="96K"):
         host, port, _ = parse_broker_url(broker_url)
+        from edgepoi_host import bundle
         self.workdir = workdir or tempfile.mkdtemp(prefix="edgepoi-fleet-")
+        self.bundle = bundle.build("unix", os.path.join(self.workdir, "bundle"))
         self.devices = []
         for i in range(count):
             dev_id = "%s-%02d" % (prefix, i + 1)
-            cfg = {"device_id": dev_id, "broker_host": host, "broker_port": port, "seed": i + 1,
-                   "period_s": period_s, "count": messages, "qos": qos}
-            self.devices.append(SimDevice(dev_id, os.path.join(self.workdir, dev_id), cfg, heapsize))
+            cfg = {"device_id": dev_id, "broker_host": host, "broker_port": port,
+                   "sensor": {"type": "synthetic", "seed": i + 1}, "period_s": period_s,
+                   "count": messages, "backoff_min_ms": 100, "backoff_max_ms": 2000}
+            self.devices.append(SimDevice(dev_id, os.path.join(self.workdir, dev_id), cfg, heapsize,
+                                          self.bundle.out_dir))
 
     def start(self):
         for d in self.devices:

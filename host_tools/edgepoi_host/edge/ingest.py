@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
+from edgepoi import cbor
 from edgepoi_host.edge import validate
 from edgepoi_host.edge.store import Store
 
@@ -36,6 +37,29 @@ def parse_broker_url(url):
     return u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883), u
 
 
+class ContiguousAcks:
+    """Per device and kind: the highest sequence number up to which every message is stored."""
+
+    def __init__(self, store):
+        self.store = store
+        self._state = {}  # (device, kind) -> [upto, set of stored seqs above upto + 1]
+
+    def advance(self, device_id, kind, seqs):
+        key = (device_id, kind)
+        st = self._state.get(key)
+        if st is None:
+            known = self.store.telemetry_seqs(device_id)  # includes this batch (already committed)
+            st = self._state[key] = [min(known) - 1 if known else min(seqs) - 1, set(known)]
+        st[1].update(seqs)
+        upto, above = st
+        while upto + 1 in above:
+            upto += 1
+            above.discard(upto)
+        st[0] = upto
+        above.difference_update([s for s in above if s <= upto])
+        return upto
+
+
 class EdgeNode:
     def __init__(self, broker_url, db_path, client_id="edgepoi-edge", batch_max=500, batch_wait=0.05):
         self.host, self.port, _ = parse_broker_url(broker_url)
@@ -46,6 +70,7 @@ class EdgeNode:
         self.inbox = queue.Queue()
         self.counters = {"received": 0, "stored": 0, "duplicates": 0, "rejected": 0}
         self.latest = {}  # device_id -> last accepted telemetry map (for live views)
+        self.acks = ContiguousAcks(self.store)
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._writer = None
@@ -118,6 +143,21 @@ class EdgeNode:
         for _topic, _payload, qos, mid, _at in batch:
             if qos:
                 self.client.ack(mid, qos)
+        self._publish_acks(telemetry)
+
+    def _publish_acks(self, telemetry):
+        """Tell each device how far its records are safely stored (``edgepoi/v1/<id>/ack``).
+
+        Per kind, the ack is the highest sequence number up to which the ledger holds every message
+        since the device's first; devices drop queued records only once acked, so a broker that dies
+        before persisting what it acknowledged loses nothing.
+        """
+        touched = {}
+        for dev, seq, _ts, _at, _payload in telemetry:
+            touched.setdefault(dev, []).append(seq)
+        for dev, seqs in touched.items():
+            upto = self.acks.advance(dev, "telemetry", seqs)
+            self.client.publish("edgepoi/v1/%s/ack" % dev, cbor.dumps({"telemetry": upto}), qos=1)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, wait=10.0):

@@ -1,0 +1,304 @@
+"""The device agent: sensors → window → inference → telemetry + attestation → flash queue → MQTT link.
+
+Usage (what ``firmware/main.py`` does on a board, and ``edgepoi agent`` on a Pi)::
+
+    from edgepoi.agent import Agent, load_config
+    agent = Agent(load_config("config.json"))
+    agent.run()               # forever, or cfg["count"] cycles
+
+One cycle reads the sensor, and once the window is full runs the model on it. Its telemetry and its
+attestation form one queue record whose id is the cycle's sequence number, appended atomically: after a
+power cut a cycle is either wholly queued or not at all, so sequence numbers have no gaps and the
+attestation hash chain is never cut. The sequence number and the chain are recovered at boot from the
+newest queue record. When the queue is full the agent pauses work (counted in ``stats["paused"]``)
+until the link has drained it.
+
+Config keys (``config.json``): device_id, broker_host, broker_port, username, password, keepalive,
+period_s, count, sensor {type, seed, ...}, model (path), window, key (key URI), queue_bytes,
+reveal_slots, backend. See docs/DEVICE.md.
+"""
+import gc
+import json
+import sys
+import time
+
+from edgepoi import cbor
+from edgepoi.link.flashq import FlashQueue, QueueFull
+from edgepoi.link.link import Link, ticks_ms
+
+TOPIC_ROOT = "edgepoi/v1/"
+BEACON_TOPIC = "edgepoi/v1/edge/beacon"
+MICROPYTHON = sys.implementation.name == "micropython"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path="config.json"):
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError("cannot read %s: %s" % (path, e))
+    if not isinstance(cfg, dict):
+        raise ConfigError("%s: not a JSON object" % path)
+    for key in ("device_id", "broker_host", "broker_port"):
+        if key not in cfg:
+            raise ConfigError("%s: missing %r" % (path, key))
+    return cfg
+
+
+def make_sensor(spec):
+    kind = spec.get("type", "synthetic")
+    if kind == "synthetic":
+        from edgepoi.sensors.synthetic import SyntheticSensor
+        return SyntheticSensor(seed=int(spec.get("seed", 1)), anomaly_rate=float(spec.get("anomaly_rate",
+                                                                                           0.02)))
+    if kind == "replay":
+        from edgepoi.sensors.replay import ReplaySensor
+        return ReplaySensor(spec["path"])
+    raise ConfigError("sensor.type: unknown sensor %r" % kind)
+
+
+class _QueueSeq:
+    """Attester counter: the next sequence number is one past the newest queued record."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def next(self):
+        return self.queue.last_id + 1
+
+    def peek(self):
+        return self.queue.last_id + 1
+
+
+class _QueueChain:
+    """Attester state: the previous attestation is the one in the newest queue record."""
+
+    def __init__(self, queue, attest_topic):
+        self.queue = queue
+        self.attest_topic = attest_topic
+
+    def load(self):
+        last = self.queue.last()
+        if last is None:
+            return None
+        try:
+            for topic, body, _r in cbor.loads(last[1]):
+                if topic == self.attest_topic:
+                    return body
+        except (cbor.CBORError, ValueError, TypeError):
+            pass
+        return None
+
+    def save(self, message):
+        pass  # the agent appends the record holding it; that append is the durable act
+
+
+class Agent:
+    def __init__(self, cfg, sensor=None, flash_dir="."):
+        self.cfg = cfg
+        self.dev = cfg["device_id"]
+        self.root = TOPIC_ROOT + self.dev + "/"
+        self.sensor = sensor or make_sensor(cfg.get("sensor", {}))
+        self.queue = FlashQueue(flash_dir + "/queue", max_bytes=int(cfg.get("queue_bytes", 64 * 1024)))
+        self.link = Link(self.dev, cfg["broker_host"], int(cfg["broker_port"]), self.queue,
+                         keepalive=int(cfg.get("keepalive", 30)), username=cfg.get("username"),
+                         password=cfg.get("password"), status_topic=self.root + "status",
+                         subscriptions=[self.root + "cmd/+", BEACON_TOPIC],
+                         on_message=self._on_message, ack_topic=self.root + "ack",
+                         ack_kinds=("telemetry", "attest") if cfg.get("key") else ("telemetry",),
+                         backoff_min_ms=int(cfg.get("backoff_min_ms", 250)),
+                         backoff_max_ms=int(cfg.get("backoff_max_ms", 30000)))
+        self.period_ms = int(float(cfg.get("period_s", 1.0)) * 1000)
+        self.window = int(cfg.get("window", 16))
+        self.samples = []
+        self.epoch = 0
+        self.nonce = b""
+        self.reveal = []  # [(seq, input bytes)], the newest ``reveal_slots`` inputs
+        self.reveal_slots = int(cfg.get("reveal_slots", 8))
+        self.stats = {"cycles": 0, "inferences": 0, "paused": 0, "commands": 0, "mem_peak": 0}
+        self.interp = None
+        self.attester = None
+        if cfg.get("model"):
+            self._load_model(cfg["model"], cfg.get("backend", "auto"))
+        if cfg.get("key"):
+            from edgepoi import attest
+            from edgepoi.keys import open_key
+            self.attester = attest.Attester(open_key(cfg["key"]), self.dev, _QueueSeq(self.queue),
+                                            _QueueChain(self.queue, self.root + "attest"))
+
+    # -- model --------------------------------------------------------------------------------
+    def _load_model(self, path, backend):
+        import hashlib
+        from edgepoi.infer import Interpreter
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1024)
+                if not chunk:
+                    break
+                h.update(chunk)
+        self.model_digest = h.digest()
+        self.interp = Interpreter(model_path=path, backend=backend)
+        self.interp.allocate_tensors()
+        self.in_detail = self.interp.get_input_details()[0]
+        self.out_detail = self.interp.get_output_details()[0]
+        n = 1
+        for d in self.in_detail["shape"]:
+            n *= int(d)
+        self.window = n
+        gc.collect()
+
+    def _quantize(self, values):
+        scale, zp = self.in_detail["quantization"]
+        out = bytearray(len(values))
+        for i, v in enumerate(values):
+            q = int(round(v / scale)) + zp
+            out[i] = (-128 if q < -128 else 127 if q > 127 else q) & 0xFF
+        return out
+
+    def _infer(self, qin):
+        it = self.interp
+        if MICROPYTHON:
+            it.set_tensor(self.in_detail["index"], qin)
+            it.invoke()
+            return bytes(it.get_tensor(self.out_detail["index"]))
+        import numpy as np
+        arr = np.frombuffer(bytes(qin), dtype=np.int8).reshape([int(d) for d in self.in_detail["shape"]])
+        it.set_tensor(self.in_detail["index"], arr)
+        it.invoke()
+        return it.get_tensor(self.out_detail["index"]).tobytes()
+
+    # -- one cycle ----------------------------------------------------------------------------
+    def cycle(self):
+        """Produce one record (telemetry, and an attestation when a model ran). False if paused."""
+        seq = self.queue.last_id + 1
+        readings = self.sensor.read()
+        first = None
+        for v in readings.values():
+            first = v
+            break
+        tele = {"dev": self.dev, "seq": seq, "ts": int(time.time()), "readings": readings}
+        messages = []
+        att = None
+        if self.interp is not None and first is not None:
+            self.samples.append(first)
+            if len(self.samples) > self.window:
+                self.samples.pop(0)
+            if len(self.samples) == self.window:
+                qin = self._quantize(self.samples)
+                out = self._infer(qin)
+                scale, zp = self.out_detail["quantization"]
+                vals = [((b - 256 if b > 127 else b) - zp) * scale for b in out]
+                tele["inference"] = {"out": [round(v, 4) for v in vals[:8]], "backend": self.interp.backend}
+                self.stats["inferences"] += 1
+                if self.attester is not None:
+                    import hashlib
+                    prev = self.attester.prev
+                    att = self.attester.attest(self.model_digest, hashlib.sha256(qin).digest(), out,
+                                               self.interp.macs, self.interp.backend,
+                                               bool(self.interp.bit_exact), self.epoch, self.nonce)
+                    self._remember(seq, qin)
+        tele["q"] = self.queue.pending_count
+        messages.append((self.root + "telemetry", cbor.dumps(tele), False))
+        if att is not None:
+            messages.append((self.root + "attest", att, False))
+        try:
+            self.queue.append(seq, Link.record(messages))
+        except QueueFull:
+            if att is not None:
+                self.attester.prev = prev  # this attestation was never queued: keep the chain whole
+                self.reveal.pop()
+            self.stats["paused"] += 1
+            return False
+        self.stats["cycles"] += 1
+        return True
+
+    def _remember(self, seq, qin):
+        self.reveal.append((seq, bytes(qin)))
+        if len(self.reveal) > self.reveal_slots:
+            self.reveal.pop(0)
+
+    # -- commands -----------------------------------------------------------------------------
+    def _on_message(self, topic, payload, retain):
+        if topic == BEACON_TOPIC:
+            try:
+                b = cbor.loads(payload, max_depth=2, max_items=8)
+                if isinstance(b, dict) and isinstance(b.get("epoch"), int) and \
+                        isinstance(b.get("nonce"), bytes):
+                    self.epoch, self.nonce = b["epoch"], b["nonce"]
+            except cbor.CBORError:
+                pass
+            return
+        if not topic.startswith(self.root + "cmd/"):
+            return
+        name = topic[len(self.root) + 4:]
+        self.stats["commands"] += 1
+        try:
+            args = cbor.loads(payload, max_depth=4, max_items=64) if payload else {}
+        except cbor.CBORError as e:
+            return self._reply(name, {"ok": False, "error": "bad arguments: %s" % e})
+        if not isinstance(args, dict):
+            args = {}
+        result = self.command(name, args)
+        if "id" in args:
+            result["id"] = args["id"]
+        self._reply(name, result)
+
+    def command(self, name, args):
+        if name == "ping":
+            return {"ok": True, "seq": self.queue.last_id, "pending": self.queue.pending_count,
+                    "stats": self.stats}
+        if name == "reveal":
+            seq = args.get("seq")
+            for s, data in self.reveal:
+                if s == seq:
+                    return {"ok": True, "seq": s, "input": data}
+            return {"ok": False, "error": "input of seq %r is no longer held" % (seq,)}
+        if name == "config":
+            return {"ok": True, "config": {k: v for k, v in self.cfg.items() if k not in ("password",)}}
+        if name == "reboot":
+            self._reboot = True
+            return {"ok": True}
+        return {"ok": False, "error": "unknown command %r" % name}
+
+    def _reply(self, name, result):
+        if self.link.connected:
+            try:
+                self.link._send(self.link.session.publish(self.root + "cmd/" + name + "/result",
+                                                          cbor.dumps(result), 1, False, ticks_ms()))
+            except OSError:
+                pass
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self, count=None):
+        count = int(self.cfg.get("count", 0)) if count is None else count
+        self._reboot = False
+        next_at = ticks_ms()
+        done = 0
+        while not count or done < count:
+            now = ticks_ms()
+            if now - next_at >= 0:
+                next_at = now + self.period_ms
+                if self.cycle():
+                    done += 1
+                self._track_mem()
+            self.link.step(wait_ms=max(0, min(50, next_at - ticks_ms())))
+            if self._reboot:
+                break
+        deadline = ticks_ms() + int(self.cfg.get("drain_s", 10)) * 1000
+        while not self.link.drained() and ticks_ms() - deadline < 0:
+            self.link.step(wait_ms=20)
+        self.link.close()
+        return done
+
+    def _track_mem(self):
+        try:
+            used = gc.mem_alloc()
+        except AttributeError:
+            return
+        if used > self.stats["mem_peak"]:
+            self.stats["mem_peak"] = used
