@@ -1,26 +1,12 @@
-"""The device link against a real Mosquitto: store-and-forward across broker kills, QoS 1 redelivery,
-Last Will, resubscribe — run under CPython here and under MicroPython in test_device_runtime.py."""
+"""The device link (CPython here; under MicroPython in the fleet tests) against a real Mosquitto."""
 import time
 
 import paho.mqtt.client as mqtt
 
+from edgepoi import cbor
 from edgepoi.link.flashq import FlashQueue
 from edgepoi.link.link import Link
-
-
-class Collector:
-    def __init__(self, broker, topics):
-        self.got = []
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector", clean_session=False)
-        self.c.on_message = lambda cl, ud, m: self.got.append((m.topic, bytes(m.payload), m.retain))
-        self.c.on_connect = lambda cl, ud, fl, rc, pr=None: cl.subscribe([(t, 1) for t in topics])
-        self.c.reconnect_delay_set(0.05, 0.5)
-        self.c.connect(broker.host, broker.port)
-        self.c.loop_start()
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
+from edgepoi_host.edge.ingest import EdgeNode
 
 
 def _pump(link, until, timeout=30.0):
@@ -32,36 +18,76 @@ def _pump(link, until, timeout=30.0):
     return False
 
 
-def test_queue_drains_through_broker_kills_without_loss(broker, tmp_path):
-    col = Collector(broker, ["edgepoi/v1/d1/#"])
-    time.sleep(0.3)
+def _record(dev, seq):
+    body = cbor.dumps({"dev": dev, "seq": seq, "ts": 1700000000 + seq, "readings": {"v": seq}})
+    return Link.record([("edgepoi/v1/%s/telemetry" % dev, body, False)])
+
+
+def test_edge_acked_queue_survives_three_broker_kills(broker, tmp_path):
+    node = EdgeNode(broker.url, str(tmp_path / "edge.db")).start()
     q = FlashQueue(str(tmp_path / "q"), max_bytes=256 * 1024)
     link = Link("d1", broker.host, broker.port, q, keepalive=5, status_topic="edgepoi/v1/d1/status",
-                backoff_min_ms=20, backoff_max_ms=200)
-    produced = 0
-    for round_ in range(3):
-        for _ in range(100):
-            produced += 1
-            q.append(produced, Link.record([("edgepoi/v1/d1/telemetry", b"t%d" % produced, False),
-                                            ("edgepoi/v1/d1/attest", b"a%d" % produced, False)]))
-            link.step()
-        broker.kill()
-        for _ in range(20):
-            produced += 1
-            q.append(produced, Link.record([("edgepoi/v1/d1/telemetry", b"t%d" % produced, False),
-                                            ("edgepoi/v1/d1/attest", b"a%d" % produced, False)]))
-            link.step()
-        assert not link.connected
-        broker.start()
-    assert _pump(link, lambda: link.drained()), (link.stats, link.last_error)
-    payloads = {p for t, p, r in col.got if t.endswith("/telemetry")}
-    # Messages the broker had accepted but not yet written when it was SIGKILLed may be gone from the
-    # broker; the link only counts a record delivered once the broker acked it, and the queue still
-    # holds everything not acked — so every record reaches the subscriber at least once.
-    want = {b"t%d" % i for i in range(1, produced + 1)}
-    missing = want - payloads
-    assert not missing, "lost %d records, e.g. %s; stats %s" % (len(missing), sorted(missing)[:5],
-                                                                link.stats)
-    assert link.stats["failures"] >= 3
-    col.close()
-    link.close()
+                backoff_min_ms=20, backoff_max_ms=200, ack_topic="edgepoi/v1/d1/ack",
+                ack_kinds=("telemetry",), resend_ms=1000)
+    seq = 0
+    try:
+        for _ in range(3):
+            for _ in range(100):
+                seq += 1
+                q.append(seq, _record("d1", seq))
+                link.step()
+            broker.kill()
+            for _ in range(20):  # produced while the broker is down: queued on flash
+                seq += 1
+                q.append(seq, _record("d1", seq))
+                link.step()
+            assert not link.connected
+            broker.start()
+        assert _pump(link, lambda: link.drained(), 60), (link.stats, link.last_error, q.pending_count)
+        assert node.store.telemetry_seqs("d1") == list(range(1, seq + 1))
+        assert link.stats["failures"] >= 3 and link.stats["resent"] > 0
+    finally:
+        link.close()
+        node.stop()
+
+
+def test_without_edge_acks_a_broker_puback_releases_the_record(broker, tmp_path):
+    got = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sub")
+    sub.on_message = lambda c, u, m: got.append(bytes(m.payload))
+    sub.connect(broker.host, broker.port)
+    sub.subscribe("edgepoi/v1/d2/telemetry", qos=1)
+    sub.loop_start()
+    time.sleep(0.3)
+    q = FlashQueue(str(tmp_path / "q"))
+    link = Link("d2", broker.host, broker.port, q, window=4)
+    for seq in range(1, 51):
+        q.append(seq, _record("d2", seq))
+    try:
+        assert _pump(link, lambda: link.drained() and len(got) >= 50)
+        assert q.acked == 50 and q.pending_count == 0
+        assert [cbor.loads(p)["seq"] for p in got] == list(range(1, 51))  # in order
+    finally:
+        link.close()
+        sub.loop_stop()
+
+
+def test_last_will_marks_a_vanished_device_offline(broker, tmp_path):
+    seen = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="watcher")
+    sub.on_message = lambda c, u, m: seen.append((bytes(m.payload), m.retain))
+    sub.connect(broker.host, broker.port)
+    sub.subscribe("edgepoi/v1/d3/status", qos=1)
+    sub.loop_start()
+    link = Link("d3", broker.host, broker.port, FlashQueue(str(tmp_path / "q")), keepalive=1,
+                status_topic="edgepoi/v1/d3/status")
+    try:
+        assert _pump(link, lambda: (b"online", False) in seen)
+        link.sock.close()  # the device vanishes without DISCONNECT (Wi-Fi gone)
+        link.sock = None
+        deadline = time.monotonic() + 10
+        while (b"offline", False) not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (b"offline", False) in seen, seen
+    finally:
+        sub.loop_stop()
