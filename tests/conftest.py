@@ -58,6 +58,43 @@ def serial_device(tmp_path):
         dev.close()
 
 
+PG_ADMIN = os.environ.get("EDGEPOI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_base_url():
+    """A PostgreSQL database of this test session (created here, dropped at the end)."""
+    import uuid
+    import psycopg
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("PostgreSQL not reachable at %s (set EDGEPOI_TEST_PG): %s" % (PG_ADMIN, str(e).strip()))
+    name = "edgepoi_test_" + uuid.uuid4().hex[:10]
+    admin.execute("CREATE DATABASE %s" % name)
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    """The same test on the embedded SQLite ledger and on PostgreSQL (a fresh schema per test)."""
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path / "ledger.db")
+    import uuid
+    from edgepoi_host.edge import db
+    base = request.getfixturevalue("pg_base_url")
+    schema = "t_" + uuid.uuid4().hex[:10]
+    with db.connect(base) as d:
+        d.execute("CREATE SCHEMA %s" % schema)
+    return base + "?options=-csearch_path%3D" + schema
+
+
 def pytest_report_header(config):
     if os.path.isdir(MODELS_DIR):
         return "edgepoi real models: %s" % os.path.abspath(MODELS_DIR)

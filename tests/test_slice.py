@@ -42,8 +42,8 @@ def test_three_micropython_devices_reach_the_ledger(broker, tmp_path):
         devs = {d["device_id"]: d for d in node.store.devices()}
         assert set(devs) == {"sim-01", "sim-02", "sim-03"}
         assert _wait(lambda: all(d["status"] == "offline" for d in node.store.devices()))
-        row = node.store.db.execute("SELECT payload FROM telemetry WHERE device_id='sim-02' AND seq=5")
-        msg = cbor.loads(row.fetchone()[0])
+        row = node.store.db.query_one("SELECT payload FROM telemetry WHERE device_id='sim-02' AND seq=5")
+        msg = cbor.loads(row[0])
         assert msg["dev"] == "sim-02" and set(msg["readings"]) == {"temp_c", "humidity"}
     finally:
         fleet.stop()
@@ -65,6 +65,7 @@ def test_garbage_is_rejected_with_a_reason_and_the_node_runs_on(broker, tmp_path
         _publish(broker, "edgepoi/v1/dev-9/telemetry", good)  # a QoS 1 redelivery: stored once
         assert _wait(lambda: node.counters["received"] == 7), node.counters
         s = node.stats()
+        assert node._writer.is_alive()
         assert s["rejected_by_reason"] == {"not_cbor": 1, "bad_schema": 2, "device_mismatch": 1,
                                            "bad_status": 1}
         assert s["telemetry"] == 1 and node.counters["duplicates"] == 1

@@ -1,28 +1,31 @@
-"""The edge node's ledger on SQLite (WAL mode), with versioned migrations.
+"""The edge node's ledger: telemetry, attestations, rejections, chain state, beacons and audits.
 
 Usage::
 
-    store = Store("edge.db")
-    store.add_telemetry([(device_id, seq, ts, received_at, payload_bytes), ...])
-    store.add_rejected([(topic, reason, detail, received_at, payload_bytes), ...])
-    store.stats()
+    ledger = Ledger(db.connect("edge.db"))           # or "postgresql://user@host/db"
+    ledger.write_batch(telemetry=[...], attestations=[...], rejected=[...], statuses=[...], chains=[...])
+    ledger.stats()
 
-Writes come in batches (one transaction each); duplicates of (device_id, seq) are ignored, so a QoS 1
-redelivery is stored once.
+Tables (component "ledger", versioned migrations; docs/EDGE.md has the full schema):
+``ledger_devices``, ``telemetry`` (UNIQUE device_id, seq), ``attestations`` (PRIMARY KEY device_id, seq —
+the table the settlement reads), ``rejected`` (every refused message, with a reason), ``chain_state``
+(per device: last accepted seq and message hash), ``beacons`` (published freshness nonces) and ``audits``.
+A batch is written in one transaction; repeated (device_id, seq) rows are ignored, so a QoS 1 redelivery is
+stored once.
 """
-import sqlite3
-import threading
 import time
 
+from edgepoi_host.edge import db as dblib
+
 MIGRATIONS = [
-    # 1: devices, telemetry, rejected messages
     """
-    CREATE TABLE devices (
+    CREATE TABLE ledger_devices (
         device_id TEXT PRIMARY KEY,
         first_seen REAL NOT NULL,
         last_seen REAL NOT NULL,
         status TEXT NOT NULL DEFAULT 'unknown',
-        telemetry_count INTEGER NOT NULL DEFAULT 0
+        telemetry_count INTEGER NOT NULL DEFAULT 0,
+        attest_count INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE telemetry (
         id INTEGER PRIMARY KEY,
@@ -33,113 +36,167 @@ MIGRATIONS = [
         payload BLOB NOT NULL,
         UNIQUE (device_id, seq)
     );
+    CREATE TABLE IF NOT EXISTS attestations (
+        device_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        message BLOB NOT NULL,
+        msg_hash BLOB NOT NULL,
+        work_units INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (device_id, seq)
+    );
+    CREATE INDEX IF NOT EXISTS attestations_epoch ON attestations (epoch, status);
     CREATE TABLE rejected (
         id INTEGER PRIMARY KEY,
         topic TEXT NOT NULL,
+        device_id TEXT,
         reason TEXT NOT NULL,
         detail TEXT NOT NULL,
         received_at REAL NOT NULL,
         payload BLOB NOT NULL
     );
     CREATE INDEX rejected_reason ON rejected (reason);
+    CREATE TABLE chain_state (
+        device_id TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_hash BLOB NOT NULL
+    );
+    CREATE TABLE beacons (
+        epoch INTEGER PRIMARY KEY,
+        nonce BLOB NOT NULL,
+        published_at REAL NOT NULL
+    );
+    CREATE TABLE audits (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        requested_at REAL NOT NULL,
+        finished_at REAL,
+        verdict TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audits_device ON audits (device_id, seq)
     """,
 ]
 
 
-class Store:
-    def __init__(self, path):
-        self.path = path
-        self._lock = threading.Lock()
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.migrate()
-
-    def migrate(self):
-        with self._lock:
-            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            for version, sql in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                self.db.execute("BEGIN")
-                try:
-                    for stmt in sql.split(";"):
-                        if stmt.strip():
-                            self.db.execute(stmt)
-                    self.db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-                    self.db.execute("COMMIT")
-                except Exception:
-                    self.db.execute("ROLLBACK")
-                    raise
+class Ledger:
+    def __init__(self, database):
+        self.db = database if isinstance(database, dblib.Database) else dblib.connect(database)
+        self.db.migrate("ledger", MIGRATIONS)
 
     @property
     def schema_version(self):
-        return self.db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        return self.db.version("ledger")
 
-    def write_batch(self, telemetry=(), rejected=(), statuses=()):
-        """Store one batch in one transaction. Returns the number of new telemetry rows."""
-        with self._lock:
-            self.db.execute("BEGIN")
-            try:
-                new = 0
-                for dev, seq, ts, received_at, payload in telemetry:
-                    cur = self.db.execute(
-                        "INSERT OR IGNORE INTO telemetry (device_id, seq, ts, received_at, payload) "
-                        "VALUES (?, ?, ?, ?, ?)", (dev, seq, ts, received_at, payload))
-                    if cur.rowcount:
-                        new += 1
-                        self._touch(dev, received_at, 1)
-                    else:
-                        self._touch(dev, received_at, 0)
-                for row in rejected:
-                    self.db.execute("INSERT INTO rejected (topic, reason, detail, received_at, payload) "
-                                    "VALUES (?, ?, ?, ?, ?)", row)
-                for dev, status, at in statuses:
-                    self._touch(dev, at, 0)
-                    self.db.execute("UPDATE devices SET status = ? WHERE device_id = ?", (status, dev))
-                self.db.execute("COMMIT")
-            except Exception:
-                self.db.execute("ROLLBACK")
-                raise
-            return new
+    def write_batch(self, telemetry=(), attestations=(), rejected=(), statuses=(), chains=()):
+        """Store one batch in one transaction. Returns (new telemetry rows, new attestation rows).
 
-    def _touch(self, dev, at, count):
-        self.db.execute(
-            "INSERT INTO devices (device_id, first_seen, last_seen, telemetry_count) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (device_id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), "
-            "telemetry_count = telemetry_count + excluded.telemetry_count",
-            (dev, at, at, count))
+        telemetry: (device_id, seq, ts, received_at, payload)
+        attestations: (device_id, seq, epoch, message, msg_hash, work_units, status, received_at)
+        rejected: (topic, device_id or None, reason, detail, received_at, payload)
+        statuses: (device_id, "online"/"offline", at)
+        chains: (device_id, last_seq, last_hash) — the verifier's state after this batch
+        """
+        d = self.db
+        new_t = new_a = 0
+        with d.transaction():
+            for dev, seq, ts, at, payload in telemetry:
+                n = d.execute("INSERT INTO telemetry (device_id, seq, ts, received_at, payload) "
+                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (dev, seq, ts, at, payload))
+                new_t += max(n, 0)
+                self._touch(dev, at, max(n, 0), 0)
+            for row in attestations:
+                n = d.execute("INSERT INTO attestations (device_id, seq, epoch, message, msg_hash, "
+                              "work_units, status, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                              "ON CONFLICT DO NOTHING", row)
+                new_a += max(n, 0)
+                self._touch(row[0], row[7], 0, max(n, 0))
+            if rejected:
+                d.executemany("INSERT INTO rejected (topic, device_id, reason, detail, received_at, payload) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", rejected)
+            for dev, status, at in statuses:
+                self._touch(dev, at, 0, 0)
+                d.execute("UPDATE ledger_devices SET status = ? WHERE device_id = ?", (status, dev))
+            for dev, seq, h in chains:
+                d.execute("INSERT INTO chain_state (device_id, last_seq, last_hash) VALUES (?, ?, ?) "
+                          "ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, "
+                          "last_hash = excluded.last_hash", (dev, seq, h))
+        return new_t, new_a
 
+    def _touch(self, dev, at, n_tel, n_att):
+        d = self.db
+        d.execute("INSERT INTO ledger_devices (device_id, first_seen, last_seen, telemetry_count, "
+                  "attest_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                  "last_seen = %s, telemetry_count = ledger_devices.telemetry_count + "
+                  "excluded.telemetry_count, attest_count = ledger_devices.attest_count + "
+                  "excluded.attest_count" % d.greatest("ledger_devices.last_seen", "excluded.last_seen"),
+                  (dev, at, at, n_tel, n_att))
+
+    # -- verifier state --------------------------------------------------------------------------
+    def chain_states(self):
+        return {r[0]: (r[1], bytes(r[2])) for r in
+                self.db.query("SELECT device_id, last_seq, last_hash FROM chain_state")}
+
+    def add_beacon(self, epoch, nonce, at=None):
+        self.db.execute("INSERT INTO beacons (epoch, nonce, published_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING", (epoch, nonce, at or time.time()))
+
+    def recent_beacons(self, keep):
+        rows = self.db.query("SELECT epoch, nonce FROM beacons ORDER BY epoch DESC LIMIT ?", (keep,))
+        return [(r[0], bytes(r[1])) for r in reversed(rows)]
+
+    # -- audits ------------------------------------------------------------------------------------
+    def add_audit(self, device_id, seq, verdict, detail="", requested_at=None, finished_at=None):
+        self.db.execute("INSERT INTO audits (device_id, seq, requested_at, finished_at, verdict, detail) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (device_id, seq, requested_at or time.time(),
+                                                      finished_at, verdict, detail))
+
+    def set_attestation_status(self, device_id, seq, status):
+        self.db.execute("UPDATE attestations SET status = ? WHERE device_id = ? AND seq = ?",
+                        (status, device_id, seq))
+
+    def attestation(self, device_id, seq):
+        row = self.db.query_one("SELECT message, status FROM attestations WHERE device_id = ? AND seq = ?",
+                                (device_id, seq))
+        return (bytes(row[0]), row[1]) if row else None
+
+    # -- reading -----------------------------------------------------------------------------------
     def devices(self):
-        with self._lock:
-            cur = self.db.execute("SELECT device_id, status, telemetry_count, last_seen FROM devices "
-                                  "ORDER BY device_id")
-            return [dict(zip(("device_id", "status", "telemetry", "last_seen"), r)) for r in cur]
-
-    def stats(self):
-        with self._lock:
-            q = self.db.execute
-            reasons = dict(q("SELECT reason, count(*) FROM rejected GROUP BY reason").fetchall())
-            return {
-                "schema_version": self.schema_version,
-                "devices": q("SELECT count(*) FROM devices").fetchone()[0],
-                "telemetry": q("SELECT count(*) FROM telemetry").fetchone()[0],
-                "rejected": sum(reasons.values()),
-                "rejected_by_reason": reasons,
-            }
+        rows = self.db.query("SELECT device_id, status, telemetry_count, attest_count, last_seen "
+                             "FROM ledger_devices ORDER BY device_id")
+        return [dict(zip(("device_id", "status", "telemetry", "attestations", "last_seen"), r))
+                for r in rows]
 
     def telemetry_seqs(self, device_id):
-        with self._lock:
-            return [r[0] for r in self.db.execute(
-                "SELECT seq FROM telemetry WHERE device_id = ? ORDER BY seq", (device_id,))]
+        return [r[0] for r in self.db.query("SELECT seq FROM telemetry WHERE device_id = ? ORDER BY seq",
+                                            (device_id,))]
+
+    def attestation_seqs(self, device_id, statuses=("accepted", "verified")):
+        marks = ", ".join("?" for _ in statuses)
+        return [r[0] for r in self.db.query(
+            "SELECT seq FROM attestations WHERE device_id = ? AND status IN (%s) ORDER BY seq" % marks,
+            (device_id,) + tuple(statuses))]
+
+    def stats(self):
+        q = self.db.scalar
+        reasons = dict(self.db.query("SELECT reason, count(*) FROM rejected GROUP BY reason"))
+        att = dict(self.db.query("SELECT status, count(*) FROM attestations GROUP BY status"))
+        audits = dict(self.db.query("SELECT verdict, count(*) FROM audits GROUP BY verdict"))
+        return {
+            "schema_version": self.schema_version,
+            "devices": q("SELECT count(*) FROM ledger_devices", default=0),
+            "telemetry": q("SELECT count(*) FROM telemetry", default=0),
+            "attestations": sum(att.values()),
+            "attestations_by_status": att,
+            "rejected": sum(reasons.values()),
+            "rejected_by_reason": reasons,
+            "audits": audits,
+            "epochs": q("SELECT count(*) FROM beacons", default=0),
+            "current_epoch": q("SELECT max(epoch) FROM beacons"),
+        }
 
     def close(self):
-        with self._lock:
-            self.db.close()
-
-
-def now():
-    return time.time()
+        self.db.close()

@@ -1,0 +1,164 @@
+"""Attestation checking for the ingest: the portable verifier plus the edge node's state and policies.
+
+``AttestationGate.check(device_id, payload, at)`` returns a list of outcomes, each
+``(kind, seq, data, payload)`` with kind "accepted" (data = row for the attestations table), "rejected"
+(data = (reason, detail)) — or nothing yet: an attestation that arrives ahead of a missing one (a QoS 1
+resend after a reconnect can overtake) is held back for up to ``gap_timeout`` seconds and checked again
+as soon as the missing one arrives. Only when the gap outlives the timeout is it rejected as
+``sequence_gap``; the device's chain is then re-anchored on it, so one lost message costs one rejection,
+not every later one.
+
+Verifier state (per device: last accepted seq and message hash) lives in memory and is written to the
+ledger's ``chain_state`` in the same transaction as the batch it belongs to (``take_chain_updates``).
+"""
+import time
+
+from edgepoi import attest
+from edgepoi import cose
+
+# Rejections a resend cannot change; the edge acknowledges these to the device like accepted ones.
+FINAL_REASONS = ("malformed", "bad_signature", "unknown_key", "unknown_device", "stale_nonce", "replayed",
+                 "chain_broken", "wrong_model", "sequence_gap", "device_mismatch")
+
+
+class ChainState:
+    """attest's state protocol (get_state/commit) over a dict, remembering what changed."""
+
+    def __init__(self, initial):
+        self.rows = dict(initial)
+        self.changed = {}
+
+    def get_state(self, device_id):
+        return self.rows.get(device_id)
+
+    def commit(self, device_id, seq, msg_hash):
+        self.rows[device_id] = (seq, msg_hash)
+        self.changed[device_id] = (seq, msg_hash)
+
+
+class BeaconPolicy:
+    """Accepts attestations that carry one of the last ``keep`` published beacons."""
+
+    def __init__(self, keep=2):
+        self.keep = keep
+        self.beacons = []
+
+    def add(self, epoch, nonce):
+        if (epoch, nonce) not in self.beacons:
+            self.beacons.append((epoch, bytes(nonce)))
+            self.beacons.sort()
+            del self.beacons[:-self.keep]
+
+    def accepts(self, epoch, nonce):
+        return (epoch, bytes(nonce)) in self.beacons
+
+
+class AttestationGate:
+    def __init__(self, registry, chain_states, beacon_policy=None, gap_timeout=30.0, max_held=1000,
+                 flagged=()):
+        self.registry = registry
+        self.state = ChainState(chain_states)
+        self.beacons = beacon_policy
+        self.gap_timeout = gap_timeout
+        self.max_held = max_held
+        self.flagged = set(flagged)
+        self.held = {}  # device_id -> {seq: (payload, at)}
+
+    def take_chain_updates(self):
+        rows = [(d, s, h) for d, (s, h) in self.state.changed.items()]
+        self.state.changed = {}
+        return rows
+
+    def check(self, device_id, payload, at):
+        out = []
+        if self._check_one(device_id, payload, at, out, hold=True):
+            self._release(device_id, out)
+        return out
+
+    def _check_one(self, device_id, payload, at, out, hold):
+        """Verify one message; True when it was accepted (the device's chain moved)."""
+        try:
+            claims = attest.verify_attestation(payload, self.registry, self.state, self.beacons,
+                                               commit=False)
+        except attest.Rejection as r:
+            seq = _seq_of(payload)
+            if r.reason == "sequence_gap" and hold and seq is not None:
+                held = self.held.setdefault(device_id, {})
+                if len(held) < self.max_held:
+                    held[seq] = (payload, at)
+                    return False
+            out.append(("rejected", seq, (r.reason, r.detail), payload))
+            return False
+        seq = claims[attest.SEQ]
+        if claims[attest.DEVICE_ID] != device_id:
+            # a valid signature, but on another device's topic (the broker ACL should prevent it)
+            out.append(("rejected", seq, ("device_mismatch", "claims of %r on the topic of %r"
+                                          % (claims[attest.DEVICE_ID], device_id)), payload))
+            return False
+        h = attest.digest(payload)
+        self.state.commit(device_id, seq, h)
+        status = "flagged" if device_id in self.flagged else "accepted"
+        out.append(("accepted", seq, (device_id, seq, claims[attest.EPOCH], bytes(payload), h,
+                                      claims[attest.WORK], status, at, claims), payload))
+        return True
+
+    def _release(self, device_id, out):
+        """Check the device's held messages again, oldest first, while its chain keeps moving."""
+        held = self.held.get(device_id)
+        moved = True
+        while held and moved:
+            moved = False
+            for s in sorted(held):
+                payload, at = held[s]
+                try:
+                    attest.verify_attestation(payload, self.registry, self.state, self.beacons,
+                                              commit=False)
+                except attest.Rejection as r:
+                    if r.reason == "sequence_gap":
+                        continue  # still waiting for an earlier one
+                del held[s]
+                self._check_one(device_id, payload, at, out, hold=False)
+                moved = True
+                break
+        if held is not None and not held:
+            self.held.pop(device_id, None)
+
+    def expire(self, now=None):
+        """Reject held messages whose gap outlived the timeout; re-anchor the chain on each.
+
+        Returns [(device_id, outcome, received_at)] for the rejected and any released.
+        """
+        now = time.time() if now is None else now
+        out = []
+        for device_id in list(self.held):
+            held = self.held[device_id]
+            while held and min(at for _p, at in held.values()) <= now - self.gap_timeout:
+                s = min(held)
+                payload, at = held.pop(s)
+                last = self.state.get_state(device_id)
+                out.append((device_id, ("rejected", s, ("sequence_gap", "seq %d: the messages after seq %s "
+                                                        "never arrived within %.0fs" % (
+                                                            s, last[0] if last else "-", self.gap_timeout)),
+                                        payload), at))
+                self.state.commit(device_id, s, attest.digest(payload))  # re-anchor the chain here
+                released = []
+                self._release(device_id, released)
+                out.extend((device_id, o, now) for o in released)
+            if not held:
+                self.held.pop(device_id, None)
+        return out
+
+    def held_count(self):
+        return sum(len(h) for h in self.held.values())
+
+
+def _seq_of(payload):
+    """Best-effort sequence number of an attestation that failed verification (for acks), or None."""
+    try:
+        _prot, _unprot, body, _sig = cose.decode1(payload)
+        from edgepoi import cbor
+        claims = cbor.loads(body, max_depth=4, max_items=64)
+        seq = claims.get(attest.SEQ) if isinstance(claims, dict) else None
+        return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    except Exception:  # noqa: BLE001 - anything unreadable has no sequence number
+        return None
