@@ -1,0 +1,138 @@
+"""Zero-copy, bounds-checked FlatBuffers table reader (MicroPython-safe).
+
+Reads tables, scalars, vectors and strings straight out of a buffer (bytes, bytearray, array or
+memoryview) with ``struct.unpack_from``; nothing is copied. Every offset is checked against the buffer
+length before it is followed, so a truncated or corrupted file raises ``ModelError`` -- never
+IndexError, struct.error or a hang (there are no unbounded loops: vector lengths are checked against
+the bytes that remain).
+
+Usage::
+
+    fb = FlatBuf(data)                 # data: the whole .tflite file
+    root = fb.root()                   # Table of the root object
+    version = root.scalar(0, "<I", 0)  # field 0, uint32, default 0
+    start, n = root.vector(2, 4)       # vector of 4-byte items
+"""
+import struct
+
+
+class ModelError(ValueError):
+    """A model file is malformed or uses something this interpreter does not support."""
+
+
+_SIZES = {"<b": 1, "<B": 1, "<h": 2, "<H": 2, "<i": 4, "<I": 4, "<f": 4, "<q": 8, "<Q": 8, "<d": 8}
+
+
+class FlatBuf:
+    """A flatbuffer over ``data``; ``what`` names the file in error messages."""
+
+    def __init__(self, data, what="model"):
+        self.data = data
+        self.n = len(data)
+        self.what = what
+
+    def fail(self, msg):
+        raise ModelError("%s: %s" % (self.what, msg))
+
+    def check(self, pos, size):
+        if pos < 0 or size < 0 or pos + size > self.n:
+            self.fail("offset %d (+%d bytes) outside the %d-byte buffer" % (pos, size, self.n))
+
+    def read(self, fmt, pos):
+        self.check(pos, _SIZES[fmt])
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def deref(self, pos):
+        """Follow the uoffset stored at ``pos``; returns the absolute target position."""
+        off = self.read("<I", pos)
+        target = pos + off
+        self.check(target, 4)
+        return target
+
+    def root(self):
+        if self.n < 8:
+            self.fail("file too short (%d bytes)" % self.n)
+        return Table(self, self.deref(0))
+
+    def identifier(self):
+        self.check(4, 4)
+        return bytes(self.data[4:8])
+
+
+class Table:
+    """One flatbuffer table: field access by field index (schema order, 0-based)."""
+
+    def __init__(self, fb, pos):
+        self.fb = fb
+        self.pos = pos
+        fb.check(pos, 4)
+        vt = pos - fb.read("<i", pos)
+        fb.check(vt, 4)
+        self.vt = vt
+        self.vtsize = fb.read("<H", vt)
+        self.tsize = fb.read("<H", vt + 2)
+        if self.vtsize < 4 or self.vtsize & 1:
+            fb.fail("bad vtable size %d at %d" % (self.vtsize, vt))
+        fb.check(vt, self.vtsize)
+        fb.check(pos, self.tsize)
+
+    def field(self, i, size):
+        """Absolute position of field ``i`` (``size`` bytes), or 0 when absent."""
+        o = 4 + 2 * i
+        if o + 2 > self.vtsize:
+            return 0
+        off = self.fb.read("<H", self.vt + o)
+        if off == 0:
+            return 0
+        if off + size > self.tsize:
+            self.fb.fail("field %d of table at %d overruns the table" % (i, self.pos))
+        return self.pos + off
+
+    def has(self, i):
+        return self.field(i, 1) != 0
+
+    def scalar(self, i, fmt, default):
+        p = self.field(i, _SIZES[fmt])
+        if not p:
+            return default
+        return self.fb.read(fmt, p)
+
+    def table(self, i):
+        p = self.field(i, 4)
+        if not p:
+            return None
+        return Table(self.fb, self.fb.deref(p))
+
+    def vector(self, i, itemsize):
+        """(start, length) of a vector field; (0, 0) when absent."""
+        p = self.field(i, 4)
+        if not p:
+            return 0, 0
+        v = self.fb.deref(p)
+        n = self.fb.read("<I", v)
+        self.fb.check(v + 4, n * itemsize)
+        return v + 4, n
+
+    def scalars(self, i, fmt):
+        """A vector of scalars as a list (empty when absent)."""
+        size = _SIZES[fmt]
+        start, n = self.vector(i, size)
+        fb = self.fb
+        return [struct.unpack_from(fmt, fb.data, start + k * size)[0] for k in range(n)]
+
+    def tables(self, i):
+        start, n = self.vector(i, 4)
+        return [Table(self.fb, self.fb.deref(start + 4 * k)) for k in range(n)]
+
+    def bytes_range(self, i):
+        """(start, length) of a [ubyte] vector, for zero-copy slicing."""
+        return self.vector(i, 1)
+
+    def string(self, i, default=""):
+        start, n = self.vector(i, 1)
+        if not start:
+            return default
+        try:
+            return str(bytes(self.fb.data[start:start + n]), "utf-8")
+        except Exception:  # noqa: BLE001 - any decoding problem is a model error
+            self.fb.fail("string field %d is not UTF-8" % i)

@@ -1,0 +1,141 @@
+"""Helpers shared by the op modules' prepare() functions: tensor checks, padding, activation ranges.
+
+Usage::
+
+    from edgepoi.infer.ops import common as c
+    x = c.inp(op, tensors, 0, (c.INT8,))
+    lo, hi = c.act_range(op, activation, out_t)
+"""
+from edgepoi.infer import quant, schema
+from edgepoi.infer.flatbuf import ModelError  # noqa: F401
+
+INT8 = schema.INT8
+INT16 = schema.INT16
+INT32 = schema.INT32
+FLOAT32 = schema.FLOAT32
+QRANGE = {schema.INT8: (-128, 127), schema.INT16: (-32768, 32767), schema.UINT8: (0, 255)}
+
+
+def _get(op, tensors, idx, k, kind, types, optional):
+    if k >= len(idx) or idx[k] < 0:
+        if optional:
+            return None
+        op.fail("missing %s %d" % (kind, k))
+    t = tensors[idx[k]]
+    if types is not None and t.type not in types:
+        op.fail("%s %d (%s) has type %s, supported: %s"
+                % (kind, k, t.name, t.type_name, ", ".join(schema.TYPE_NAMES[x] for x in types)))
+    return t
+
+
+def inp(op, tensors, k, types=None, optional=False):
+    return _get(op, tensors, op.inputs, k, "input", types, optional)
+
+
+def out(op, tensors, k=0, types=None):
+    return _get(op, tensors, op.outputs, k, "output", types, False)
+
+
+def const(op, t, what):
+    """The constant data of t; fails when t is not a constant (buffer-backed) tensor."""
+    if t.data is None:
+        op.fail("%s (%s) must be a constant tensor" % (what, t.name))
+    return t.data
+
+
+def const_ints(op, t, what):
+    """Decode a constant int32/int64 tensor into a list."""
+    from edgepoi.infer.model import unpack_list
+    if t.type not in (schema.INT32, schema.INT64):
+        op.fail("%s (%s) must be int32 or int64, not %s" % (what, t.name, t.type_name))
+    return unpack_list("<i" if t.type == schema.INT32 else "<q", const(op, t, what))
+
+
+def qparams(op, t, what):
+    """(scale_bits, zero_point) of a per-tensor quantized tensor."""
+    if not t.nq:
+        op.fail("%s (%s) is not quantized" % (what, t.name))
+    bits = t.scale_bits0
+    if (bits >> 23) & 0xFF == 0xFF or bits >> 31 or not bits:
+        op.fail("%s (%s) has an invalid scale (zero, negative, inf or nan)" % (what, t.name))
+    return bits, t.zero_point
+
+
+def rank(op, t, n, what):
+    if len(t.shape) != n:
+        op.fail("%s (%s) must have rank %d, has shape %s" % (what, t.name, n, t.shape))
+    return t.shape
+
+
+def same_shape(op, a, b):
+    if list(a.shape) != list(b.shape):
+        op.fail("shapes differ: %s vs %s" % (a.shape, b.shape))
+
+
+def numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def act_range(op, act, out_t):
+    lo, hi = QRANGE[out_t.type]
+    sb, zp = qparams(op, out_t, "output")
+    try:
+        return quant.activation_range(act, sb, zp, lo, hi)
+    except ValueError as e:
+        op.fail(str(e))
+
+
+def channel_multipliers(op, in_t, w_t, out_t, n, per_tensor_fc=False):
+    """Per-output-channel (multipliers, shifts) as TFLM computes them (per-tensor broadcast)."""
+    isb, _ = qparams(op, in_t, "input")
+    osb, _ = qparams(op, out_t, "output")
+    wb = w_t.scale_bits
+    if not wb:
+        op.fail("weights (%s) are not quantized" % w_t.name)
+    if len(wb) > 1 and len(wb) != n:
+        op.fail("weights have %d scales for %d output channels" % (len(wb), n))
+    mults, shifts = [], []
+    try:
+        if len(wb) == 1:
+            fn = quant.fc_multiplier if per_tensor_fc else quant.conv_multiplier
+            m, s = fn(isb, wb[0], osb)
+            mults, shifts = [m] * n, [s] * n
+        else:
+            for b in wb:
+                m, s = quant.conv_multiplier(isb, b, osb)
+                mults.append(m)
+                shifts.append(s)
+    except ValueError as e:
+        op.fail(str(e))
+    return mults, shifts
+
+
+def activations(op, tensors):
+    """(input, output, int16) for ops taking int8 activations, or int16 ones (16x8: zero points 0)."""
+    x = inp(op, tensors, 0, (INT8, INT16))
+    y = out(op, tensors, 0, (x.type,))
+    if x.type == INT16:
+        if qparams(op, x, "input")[1] or qparams(op, y, "output")[1]:
+            op.fail("int16 activations must have zero point 0")
+    return x, y, x.type == INT16
+
+
+def bias_list(op, tensors, k, n):
+    """Decoded int32/int64 bias (list of n ints) or a list of zeros when the bias is absent."""
+    b = inp(op, tensors, k, (INT32, schema.INT64), optional=True)
+    if b is None:
+        return [0] * n
+    vals = const_ints(op, b, "bias")
+    if len(vals) != n:
+        op.fail("bias has %d values for %d output channels" % (len(vals), n))
+    return vals
+
+
+def bias_type(op, tensors, k):
+    """Type of optional input k, or None when absent."""
+    if k >= len(op.inputs) or op.inputs[k] < 0:
+        return None
+    return tensors[op.inputs[k]].type

@@ -1,0 +1,68 @@
+"""FULLY_CONNECTED, int8 weights (per-tensor or per-channel) with int8 activations and int32 bias, or
+int16 activations (zero points 0) and int32/int64 bias (TFLM 16x8: int64 MultiplyByQuantizedMultiplier).
+
+params: in_offset, w_offset, out_offset, mults[oc], shifts[oc], act_min, act_max, batches,
+depth (accumulation depth), units (output channels), macs, bias[oc] (the model's int32 bias) and
+folded_bias[oc] = bias + in_offset * sum(w + w_offset) over the row, so eval accumulates (w + w_offset) * x.
+int16 (True for 16x8). Weights are [units, depth] row-major; input is flattened to [batches, depth].
+"""
+from edgepoi.infer.ops import common as c
+from edgepoi.infer.quant import multiply_by_quantized_multiplier as _mbqm
+from edgepoi.infer.quant import multiply_by_quantized_multiplier64 as _mbqm64
+
+
+def prepare(op, tensors):
+    x, y, wide = c.activations(op, tensors)
+    w = c.inp(op, tensors, 1, (c.INT8,))
+    if op.options.get("weights_format", 0) != 0:
+        op.fail("shuffled weights format is not supported")
+    if len(w.shape) != 2:
+        op.fail("weights must be 2-D, have shape %s" % w.shape)
+    units, depth = w.shape
+    n = c.numel(x.shape)
+    if depth <= 0 or n % depth:
+        op.fail("input of %d values is not a multiple of depth %d" % (n, depth))
+    batches = n // depth
+    if c.numel(y.shape) != batches * units:
+        op.fail("output shape %s does not hold %dx%d values" % (y.shape, batches, units))
+    _, izp = c.qparams(op, x, "input")
+    _, wzp = c.qparams(op, w, "weights")
+    _, ozp = c.qparams(op, y, "output")
+    mults, shifts = c.channel_multipliers(op, x, w, y, units, per_tensor_fc=True)
+    # sum_i (w + w_off)(x + in_off) = sum_i (w + w_off) x + in_off * sum_i (w + w_off): the second
+    # term is a constant folded into the bias
+    data = c.const(op, w, "weights")
+    bias = c.bias_list(op, tensors, 2, units)
+    folded = []
+    for u in range(units):
+        s = 0
+        for i in range(u * depth, (u + 1) * depth):
+            v = data[i]
+            s += (v - 256 if v > 127 else v) - wzp  # the raw view may be unsigned (MicroPython)
+        folded.append(bias[u] - izp * s)
+    lo, hi = c.act_range(op, op.options.get("activation", 0), y)
+    return {"in_offset": -izp, "w_offset": -wzp, "out_offset": ozp, "mults": mults, "shifts": shifts,
+            "bias": bias, "folded_bias": folded, "act_min": lo, "act_max": hi, "int16": wide,
+            "batches": batches, "depth": depth, "units": units, "macs": batches * depth * units}
+
+
+def eval(p, bufs):
+    x, w, y = bufs[0], bufs[1], bufs[-1]
+    depth, units = p["depth"], p["units"]
+    woff, ooff = p["w_offset"], p["out_offset"]
+    mults, shifts, bias = p["mults"], p["shifts"], p["folded_bias"]
+    lo, hi = p["act_min"], p["act_max"]
+    mb = _mbqm64 if p["int16"] else _mbqm
+    for b in range(p["batches"]):
+        xb = b * depth
+        for u in range(units):
+            wb = u * depth - xb
+            acc = bias[u]
+            if woff:
+                for i in range(xb, xb + depth):
+                    acc += (w[wb + i] + woff) * x[i]
+            else:
+                for i in range(xb, xb + depth):
+                    acc += w[wb + i] * x[i]
+            v = mb(acc, mults[u], shifts[u]) + ooff
+            y[b * units + u] = lo if v < lo else (hi if v > hi else v)
