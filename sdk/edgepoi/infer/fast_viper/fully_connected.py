@@ -1,0 +1,100 @@
+"""FULLY_CONNECTED for the viper backend (MicroPython): unrolled int8 dot products per unit.
+
+Per batch row the input is widened into an int32 vector of (x + in_offset), in chunks of at most
+CHUNK values so the scratch stays small (micro_speech has depth 4000); each weight row chunk is a
+contiguous dot product with it, weight bytes read as ``b ^ 128`` = w + 128 and the extra
+(128 - w_offset) times the input sum subtracted once per output. The model's bias is added in the
+requantization (``_vq.requant``). 16x8 models use the reference op. Bit-exact with
+``edgepoi.infer.ops.fully_connected``.
+
+Usage (the Interpreter does this for backend "viper")::
+
+    from edgepoi.infer.fast_viper import fully_connected
+    fully_connected.eval(params, bufs)
+"""
+import micropython
+
+from edgepoi.infer.fast_viper import _vq
+from edgepoi.infer.ops import fully_connected as _ref
+
+CHUNK = 256
+
+
+def _build(p):
+    if p.get("int16"):
+        return None
+    geo = _vq.ints([_vq.WRAP, p["batches"], p["depth"], p["units"], p["in_offset"] - 128,
+                    p["w_offset"] - 128, CHUNK])
+    q = _vq.op_state(p)
+    return geo, q, p["depth"], p["units"]
+
+
+def eval(p, bufs):
+    st = _vq.cached(p, _build)
+    if st is None:
+        _ref.eval(p, bufs)
+        return
+    geo, q, depth, units = st
+    pat, acc = _vq.scratch(min(depth, CHUNK), units)
+    _fc(bufs[0], bufs[1], bufs[-1], geo, (pat, acc, q))
+
+
+@micropython.viper
+def _fc(x, w, y, geo, ctx) -> int:
+    g = ptr32(geo)
+    wrap = int(g[0])
+    batches = int(g[1])
+    depth = int(g[2])
+    units = int(g[3])
+    xadd = (int(g[4]) << wrap) >> wrap
+    wadd = (int(g[5]) << wrap) >> wrap
+    chunk = int(g[6])
+    accb = ctx[1]
+    q = ctx[2]
+    qh = q[0]
+    qb = q[1]
+    qm = q[2]
+    qs = q[3]
+    pat = ptr32(ctx[0])
+    patp = int(pat)
+    acc = ptr32(accb)
+    px = ptr8(x)
+    wbase = int(ptr8(w))
+    for b in range(batches):
+        for u in range(units):
+            acc[u] = 0
+        c0 = 0
+        while c0 < depth:
+            k = depth - c0
+            if k > chunk:
+                k = chunk
+            k8 = k & ~7
+            xo = b * depth + c0
+            ssum = 0
+            for i in range(k):
+                v = int(px[xo + i] ^ 128) + xadd
+                pat[i] = v
+                ssum += v
+            corr = wadd * ssum
+            for u in range(units):
+                r = ptr8(wbase + u * depth + c0)
+                pp = ptr32(patp)
+                a = 0
+                i = 0
+                while i < k8:
+                    a += (int(pp[0]) * int(r[0] ^ 128) + int(pp[1]) * int(r[1] ^ 128)
+                          + int(pp[2]) * int(r[2] ^ 128) + int(pp[3]) * int(r[3] ^ 128)
+                          + int(pp[4]) * int(r[4] ^ 128) + int(pp[5]) * int(r[5] ^ 128)
+                          + int(pp[6]) * int(r[6] ^ 128) + int(pp[7]) * int(r[7] ^ 128))
+                    pp = ptr32(int(pp) + 32)
+                    r = ptr8(int(r) + 8)
+                    i += 8
+                while i < k:
+                    a += int(pp[0]) * int(r[0] ^ 128)
+                    pp = ptr32(int(pp) + 4)
+                    r = ptr8(int(r) + 1)
+                    i += 1
+                acc[u] = int(acc[u]) + a + corr
+            c0 += k
+        _vq.requant(accb, y, b * units, qh, qb, qm, qs)
+    return 0
