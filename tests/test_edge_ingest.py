@@ -30,7 +30,7 @@ class Device:
         self.node = node
 
     def attest(self, epoch=None, nonce=None, output=b"\x01\x02"):
-        e, n = self.node.beacon.current
+        e, n = self.node.beacon
         return self.att.attest(MODEL, b"\x22" * 32, output, 1000, "ref", True,
                                e if epoch is None else epoch, n if nonce is None else nonce)
 

@@ -23,9 +23,7 @@ MIGRATIONS = [
         device_id TEXT PRIMARY KEY,
         first_seen REAL NOT NULL,
         last_seen REAL NOT NULL,
-        status TEXT NOT NULL DEFAULT 'unknown',
-        telemetry_count INTEGER NOT NULL DEFAULT 0,
-        attest_count INTEGER NOT NULL DEFAULT 0
+        status TEXT NOT NULL DEFAULT 'unknown'
     );
     CREATE TABLE telemetry (
         id INTEGER PRIMARY KEY,
@@ -101,39 +99,36 @@ class Ledger:
         chains: (device_id, last_seq, last_hash) — the verifier's state after this batch
         """
         d = self.db
-        new_t = new_a = 0
+        if not (telemetry or attestations or rejected or statuses or chains):
+            return 0, 0
+        seen = {}
+        for row in telemetry:
+            seen[row[0]] = max(seen.get(row[0], 0), row[3])
+        for row in attestations:
+            seen[row[0]] = max(seen.get(row[0], 0), row[7])
+        for dev, _status, at in statuses:
+            seen[dev] = max(seen.get(dev, 0), at)
         with d.transaction():
-            for dev, seq, ts, at, payload in telemetry:
-                n = d.execute("INSERT INTO telemetry (device_id, seq, ts, received_at, payload) "
-                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", (dev, seq, ts, at, payload))
-                new_t += max(n, 0)
-                self._touch(dev, at, max(n, 0), 0)
-            for row in attestations:
-                n = d.execute("INSERT INTO attestations (device_id, seq, epoch, message, msg_hash, "
-                              "work_units, status, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                              "ON CONFLICT DO NOTHING", row)
-                new_a += max(n, 0)
-                self._touch(row[0], row[7], 0, max(n, 0))
+            new_t = d.executemany("INSERT INTO telemetry (device_id, seq, ts, received_at, payload) "
+                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", telemetry)
+            new_a = d.executemany("INSERT INTO attestations (device_id, seq, epoch, message, msg_hash, "
+                                  "work_units, status, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                                  "ON CONFLICT DO NOTHING", attestations)
             if rejected:
                 d.executemany("INSERT INTO rejected (topic, device_id, reason, detail, received_at, payload) "
                               "VALUES (?, ?, ?, ?, ?, ?)", rejected)
+            if seen:
+                d.executemany("INSERT INTO ledger_devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "
+                              "ON CONFLICT (device_id) DO UPDATE SET last_seen = %s"
+                              % d.greatest("ledger_devices.last_seen", "excluded.last_seen"),
+                              [(dev, at, at) for dev, at in seen.items()])
             for dev, status, at in statuses:
-                self._touch(dev, at, 0, 0)
                 d.execute("UPDATE ledger_devices SET status = ? WHERE device_id = ?", (status, dev))
-            for dev, seq, h in chains:
-                d.execute("INSERT INTO chain_state (device_id, last_seq, last_hash) VALUES (?, ?, ?) "
-                          "ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, "
-                          "last_hash = excluded.last_hash", (dev, seq, h))
+            if chains:
+                d.executemany("INSERT INTO chain_state (device_id, last_seq, last_hash) VALUES (?, ?, ?) "
+                              "ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, "
+                              "last_hash = excluded.last_hash", chains)
         return new_t, new_a
-
-    def _touch(self, dev, at, n_tel, n_att):
-        d = self.db
-        d.execute("INSERT INTO ledger_devices (device_id, first_seen, last_seen, telemetry_count, "
-                  "attest_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
-                  "last_seen = %s, telemetry_count = ledger_devices.telemetry_count + "
-                  "excluded.telemetry_count, attest_count = ledger_devices.attest_count + "
-                  "excluded.attest_count" % d.greatest("ledger_devices.last_seen", "excluded.last_seen"),
-                  (dev, at, at, n_tel, n_att))
 
     # -- verifier state --------------------------------------------------------------------------
     def chain_states(self):
@@ -158,6 +153,11 @@ class Ledger:
         self.db.execute("UPDATE attestations SET status = ? WHERE device_id = ? AND seq = ?",
                         (status, device_id, seq))
 
+    def attestation_hash(self, device_id, seq):
+        row = self.db.query_one("SELECT msg_hash FROM attestations WHERE device_id = ? AND seq = ?",
+                                (device_id, seq))
+        return bytes(row[0]) if row else None
+
     def attestation(self, device_id, seq):
         row = self.db.query_one("SELECT message, status FROM attestations WHERE device_id = ? AND seq = ?",
                                 (device_id, seq))
@@ -165,8 +165,11 @@ class Ledger:
 
     # -- reading -----------------------------------------------------------------------------------
     def devices(self):
-        rows = self.db.query("SELECT device_id, status, telemetry_count, attest_count, last_seen "
-                             "FROM ledger_devices ORDER BY device_id")
+        rows = self.db.query(
+            "SELECT d.device_id, d.status, "
+            "(SELECT count(*) FROM telemetry t WHERE t.device_id = d.device_id), "
+            "(SELECT count(*) FROM attestations a WHERE a.device_id = d.device_id), d.last_seen "
+            "FROM ledger_devices d ORDER BY d.device_id")
         return [dict(zip(("device_id", "status", "telemetry", "attestations", "last_seen"), r))
                 for r in rows]
 

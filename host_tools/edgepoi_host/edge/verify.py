@@ -2,7 +2,7 @@
 
 ``AttestationGate.check(device_id, payload, at)`` returns a list of outcomes, each
 ``(kind, seq, data, payload)`` with kind "accepted" (data = row for the attestations table), "rejected"
-(data = (reason, detail)) — or nothing yet: an attestation that arrives ahead of a missing one (a QoS 1
+(data = (reason, detail)), "duplicate" (a byte-identical redelivery of a stored one: nothing to do) — or nothing yet: an attestation that arrives ahead of a missing one (a QoS 1
 resend after a reconnect can overtake) is held back for up to ``gap_timeout`` seconds and checked again
 as soon as the missing one arrives. Only when the gap outlives the timeout is it rejected as
 ``sequence_gap``; the device's chain is then re-anchored on it, so one lost message costs one rejection,
@@ -27,13 +27,48 @@ class ChainState:
     def __init__(self, initial):
         self.rows = dict(initial)
         self.changed = {}
+        self.undo = {}
 
     def get_state(self, device_id):
         return self.rows.get(device_id)
 
     def commit(self, device_id, seq, msg_hash):
+        if device_id not in self.undo:
+            self.undo[device_id] = self.rows.get(device_id)
         self.rows[device_id] = (seq, msg_hash)
         self.changed[device_id] = (seq, msg_hash)
+
+    def rollback(self):
+        for device_id, old in self.undo.items():
+            if old is None:
+                self.rows.pop(device_id, None)
+            else:
+                self.rows[device_id] = old
+        self.undo = {}
+        self.changed = {}
+
+
+class CachedRegistry:
+    """The registry's ``lookup(kid)`` with known keys cached for ``ttl`` seconds (unknown ones are not)."""
+
+    def __init__(self, registry, ttl=10.0):
+        self.registry = registry
+        self.ttl = ttl
+        self._cache = {}
+
+    def lookup(self, kid):
+        kid = bytes(kid)
+        hit = self._cache.get(kid)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        entry = self.registry.lookup(kid)
+        if entry is not None:
+            self._cache[kid] = (now + self.ttl, entry)
+        return entry
+
+    def forget(self):
+        self._cache.clear()
 
 
 class BeaconPolicy:
@@ -55,8 +90,9 @@ class BeaconPolicy:
 
 class AttestationGate:
     def __init__(self, registry, chain_states, beacon_policy=None, gap_timeout=30.0, max_held=1000,
-                 flagged=()):
-        self.registry = registry
+                 flagged=(), stored_hash=None):
+        self.stored_hash = stored_hash  # function(device_id, seq) -> msg hash already accepted, or None
+        self.registry = CachedRegistry(registry)
         self.state = ChainState(chain_states)
         self.beacons = beacon_policy
         self.gap_timeout = gap_timeout
@@ -64,10 +100,19 @@ class AttestationGate:
         self.flagged = set(flagged)
         self.held = {}  # device_id -> {seq: (payload, at)}
 
-    def take_chain_updates(self):
-        rows = [(d, s, h) for d, (s, h) in self.state.changed.items()]
+    def begin(self):
+        """Start a batch: remember what to restore if its ledger write fails."""
+        self.state.undo = {}
         self.state.changed = {}
-        return rows
+        self._held_before = {d: dict(h) for d, h in self.held.items()}
+
+    def rollback(self):
+        """The batch was not stored: forget its effect on chains and held messages."""
+        self.state.rollback()
+        self.held = self._held_before
+
+    def take_chain_updates(self):
+        return [(d, s, h) for d, (s, h) in self.state.changed.items()]
 
     def check(self, device_id, payload, at):
         out = []
@@ -82,6 +127,10 @@ class AttestationGate:
                                                commit=False)
         except attest.Rejection as r:
             seq = _seq_of(payload)
+            if r.reason == "replayed" and seq is not None and self.stored_hash is not None and \
+                    self.stored_hash(device_id, seq) == attest.digest(payload):
+                out.append(("duplicate", seq, None, payload))  # a redelivery: idempotent
+                return False
             if r.reason == "sequence_gap" and hold and seq is not None:
                 held = self.held.setdefault(device_id, {})
                 if len(held) < self.max_held:
