@@ -66,7 +66,8 @@ def cmd_edge(args):
     from edgepoi_host.edge.ingest import EdgeNode
     node = EdgeNode(args.broker, args.db, client_id=args.client_id, username=args.username,
                     password=args.password, epoch_seconds=args.epoch_seconds, beacon_keep=args.beacon_keep,
-                    shared=args.shared, beacon=not args.no_beacon)
+                    shared=args.shared, beacon=not args.no_beacon, models_dir=args.models,
+                    audit_rate=args.audit_rate)
     node.start()
     print("edge node: broker %s:%d, ledger %s" % (node.host, node.port, args.db), flush=True)
     try:
@@ -118,6 +119,8 @@ def build_parser():
     e.add_argument("--epoch-seconds", type=float, default=600.0, help="beacon epoch length")
     e.add_argument("--beacon-keep", type=int, default=2, help="beacons accepted (freshness window)")
     e.add_argument("--no-beacon", action="store_true", help="a worker that does not publish beacons")
+    e.add_argument("--models", metavar="DIR", help="the .tflite models devices run: enables re-execution audits")
+    e.add_argument("--audit-rate", type=float, default=0.05, help="share of attestations audited (0..1)")
     e.add_argument("--seconds", type=float, default=None)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_edge)

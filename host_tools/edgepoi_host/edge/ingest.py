@@ -54,7 +54,8 @@ def parse_broker_url(url):
 class EdgeNode:
     def __init__(self, broker_url, db_url, client_id="edgepoi-edge", batch_max=1000, batch_wait=0.02,
                  username=None, password=None, epoch_seconds=600.0, beacon_keep=2, gap_timeout=30.0,
-                 shared=None, tls=None, beacon=True, max_outstanding=4):
+                 shared=None, tls=None, beacon=True, max_outstanding=4, models_dir=None, audit_rate=0.05,
+                 audit_timeout=30.0):
         self.host, self.port, _ = parse_broker_url(broker_url)
         self.db_url = db_url
         self.db = dblib.connect(db_url)
@@ -65,13 +66,19 @@ class EdgeNode:
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.shared = shared
+        self.auditor = None
+        if models_dir:
+            from edgepoi_host.edge.audit import Auditor
+            self.auditor = Auditor(self.ledger, self.registry, self._publish_cmd, models_dir, audit_rate,
+                                   audit_timeout)
         self.worker_args = dict(db_url=db_url, gap_timeout=gap_timeout, beacon_keep=beacon_keep,
-                                epoch_seconds=epoch_seconds, beacon=beacon)
+                                epoch_seconds=epoch_seconds, beacon=beacon,
+                                audit_rate=audit_rate if models_dir else 0.0)
         self.inbox = queue.Queue()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.counters["held"] = 0
         self.latest = {}                   # device_id -> last accepted telemetry map (for live views)
-        self.result_handlers = []          # callables(device_id, command_topic_part, payload)
+        self.result_handlers = []          # callables(device_id, "cmd/<name>/result", payload)
         self.beacon_current = None
         self.connected = threading.Event()
         self._slots = threading.Semaphore(max_outstanding)
@@ -80,6 +87,7 @@ class EdgeNode:
         self._proc = None
         self._conn = None
         self._retained = []                # beacon messages to (re)publish on every connect
+        self._next_expire = 0.0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
         if username is not None:
@@ -92,6 +100,9 @@ class EdgeNode:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(0.1, 2.0)
+
+    def _publish_cmd(self, topic, payload):
+        self.client.publish(topic, payload, qos=1)
 
     # -- paho thread -------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
@@ -135,6 +146,7 @@ class EdgeNode:
         while not self._stop.is_set():
             try:
                 if not self._conn.poll(0.1):
+                    self._expire_audits()
                     continue
                 msg = self._conn.recv()
             except (EOFError, OSError):
@@ -144,7 +156,7 @@ class EdgeNode:
             if msg[0] == "failed":
                 self._slots.release()
                 continue
-            _, mids, acks, counters, latest, results, publish = msg
+            _, mids, acks, counters, latest, results, audits, publish = msg
             if mids or counters.get("received"):
                 self._slots.release()
             for mid in mids:
@@ -162,12 +174,27 @@ class EdgeNode:
                 else:
                     self.counters[k] += v
             self.latest.update(latest)
+            handlers = list(self.result_handlers)
+            if self.auditor is not None:
+                for dev, seq, claims in audits:
+                    self.auditor.consider(dev, seq, claims, force=True)
+                handlers.append(self._audit_result)
             for dev, kind, payload in results:
-                for handler in self.result_handlers:
+                for handler in handlers:
                     try:
                         handler(dev, kind, payload)
                     except Exception:  # noqa: BLE001
                         log.exception("command result handler failed")
+            self._expire_audits()
+
+    def _expire_audits(self):
+        if self.auditor is not None and time.monotonic() >= self._next_expire:
+            self._next_expire = time.monotonic() + 1.0
+            self.auditor.expire()
+
+    def _audit_result(self, dev, kind, payload):
+        # re-execution can take a while: keep it off the result loop
+        threading.Thread(target=self.auditor.on_result, args=(dev, kind, payload), daemon=True).start()
 
     @property
     def beacon(self):

@@ -6,7 +6,7 @@ import re
 
 from edgepoi import cbor
 
-TOPIC_RE = re.compile(r"^edgepoi/v1/([A-Za-z0-9_.-]{1,64})/(status|telemetry|attest)$")
+TOPIC_RE = re.compile(r"^edgepoi/v1/([A-Za-z0-9_.-]{1,64})/(status|telemetry|attest|cmd/[A-Za-z0-9_-]{1,32}/result)$")
 MAX_PAYLOAD = 64 * 1024
 
 

@@ -7,9 +7,10 @@ the database use the second core while paho's network loop keeps the first.
 
 Protocol over a ``multiprocessing`` pipe (pickled tuples):
     main -> worker: ("batch", [(topic, payload, qos, mid, received_at), ...]) | ("stop",)
-    worker -> main: ("done", mids, device_acks, counters, latest, results, publish) | ("ready", beacon)
+    worker -> main: ("done", mids, device_acks, counters, latest, results, audits, publish) | ("ready", ...)
 where device_acks = {device_id: {"telemetry": n, "attest": n}}, publish = [(topic, payload, retain)]
-(beacons), latest = {device_id: telemetry map}, results = [(device_id, command, payload)].
+(beacons), latest = {device_id: telemetry map}, results = [(device_id, command, payload)], audits =
+[(device_id, seq, claims)] — accepted attestations sampled for a re-execution audit (``audit_rate``).
 """
 import logging
 import time
@@ -48,7 +49,8 @@ class ContiguousAcks:
 
 
 class LedgerWorker:
-    def __init__(self, db_url, gap_timeout=30.0, beacon_keep=2, epoch_seconds=600.0, beacon=True):
+    def __init__(self, db_url, gap_timeout=30.0, beacon_keep=2, epoch_seconds=600.0, beacon=True,
+                 audit_rate=0.0):
         self.db = dblib.connect(db_url)
         self.ledger = Ledger(self.db)
         self.registry = Registry(self.db)
@@ -66,6 +68,11 @@ class LedgerWorker:
         self._next_refresh = time.monotonic() + 1.0
         self.publish = []
         self.duplicates = 0
+        self.audit_rate = audit_rate
+        self._rng = None
+        if audit_rate > 0:
+            import random
+            self._rng = random.SystemRandom()
 
     def _known_seqs(self, device_id, kind):
         if kind == "telemetry":
@@ -146,7 +153,9 @@ class LedgerWorker:
                     "duplicates": len(telemetry) - new_t + len(attests) - new_a + self.duplicates,
                     "rejected": len(rejected), "held": self.gate.held_count()}
         self.duplicates = 0
-        return [m[3] for m in batch if m[2]], acks, counters, latest, results
+        audits = [(a[0], a[1], a[8]) for a in attests
+                  if self._rng is not None and a[6] == "accepted" and self._rng.random() < self.audit_rate]
+        return [m[3] for m in batch if m[2]], acks, counters, latest, results, audits
 
     def _outcome(self, dev, topic, at, outcome, attests, rejected, handled):
         kind, seq, data, payload = outcome
@@ -198,7 +207,7 @@ def serve(conn, kwargs):
                 if expired and (expired[1] or expired[2]["rejected"] or pub):
                     conn.send(("done",) + tuple(expired) + (pub,))
                 elif pub:
-                    conn.send(("done", [], {}, {}, {}, [], pub))
+                    conn.send(("done", [], {}, {}, {}, [], [], pub))
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
