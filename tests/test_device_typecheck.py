@@ -51,9 +51,6 @@ CPYTHON_CLASSES = {"LinuxI2C": "the Raspberry Pi transport for /dev/i2c-N (os.op
 KNOWN = {
     ("sdk/edgepoi/keys/file.py", "_fsync_dir", 'Module has no attribute'):
         "_fsync_dir is only called under `if _CPYTHON:` (MicroPython's VFS has no directory fsync)",
-    ("sdk/edgepoi/agent.py", "make_sensor", 'module named "edgepoi.sensors.replay"'):
-        "the replay sensor (issue 5, item 3) is not written yet: a board configured with a replay sensor "
-        "fails at start; drop this entry when sdk/edgepoi/sensors/replay.py lands",
 }
 ERROR_RE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): error: (?P<msg>.*?)\s+\[(?P<code>[a-z-]+)\]$")
 

@@ -3,25 +3,10 @@ device's audited work is verified bit-exact; a device that lies about an output 
 import threading
 import time
 
-import numpy as np
-
 from edgepoi.agent import Agent
-from edgepoi.infer import schema
 from edgepoi.keys import open_key
 from edgepoi_host.edge.ingest import EdgeNode
-from edgepoi_host.tflite_writer import ModelWriter
-
-
-def small_model(path):
-    rng = np.random.default_rng(7)
-    w = ModelWriter()
-    x = w.tensor("x", [1, 16], schema.INT8, scale=0.25, zero_point=-84)
-    k = w.tensor("w", [4, 16], schema.INT8, data=rng.integers(-127, 128, (4, 16)), scale=[0.01] * 4)
-    b = w.tensor("b", [4], schema.INT32, data=rng.integers(-500, 500, 4), scale=[0.0025] * 4)
-    y = w.tensor("y", [1, 4], schema.INT8, scale=0.05, zero_point=3)
-    w.op(schema.FULLY_CONNECTED, [x, k, b], [y], activation=schema.ACT_RELU)
-    path.write_bytes(w.finish(inputs=[x], outputs=[y]))
-    return str(path)
+from harness.models import fc_model
 
 
 def _wait(pred, timeout=30.0):
@@ -53,7 +38,7 @@ def _run(agent, cycles):
 def test_audits_verify_honest_work_and_catch_a_lying_device(broker, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
-    model = small_model(models / "fc.tflite")
+    model = fc_model(models / "fc.tflite")
     node = EdgeNode(broker.url, "sqlite:///" + str(tmp_path / "edge.db"), models_dir=str(models),
                     audit_rate=1.0)
     honest = _device(tmp_path, broker, node, "honest", model)

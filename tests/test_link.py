@@ -27,8 +27,7 @@ def test_edge_acked_queue_survives_three_broker_kills(broker, tmp_path):
     node = EdgeNode(broker.url, str(tmp_path / "edge.db")).start()
     q = FlashQueue(str(tmp_path / "q"), max_bytes=256 * 1024)
     link = Link("d1", broker.host, broker.port, q, keepalive=5, status_topic="edgepoi/v1/d1/status",
-                backoff_min_ms=20, backoff_max_ms=200, ack_topic="edgepoi/v1/d1/ack",
-                ack_kinds=("telemetry",), resend_ms=1000)
+                backoff_min_ms=20, backoff_max_ms=200, ack_topic="edgepoi/v1/d1/ack", resend_ms=1000)
     seq = 0
     try:
         for _ in range(3):

@@ -65,11 +65,11 @@ def test_garbage_is_rejected_with_a_reason_and_the_node_runs_on(broker, tmp_path
         _publish(broker, "edgepoi/v1/dev-9/telemetry", good)  # a QoS 1 redelivery: stored once
         assert _wait(lambda: node.counters["received"] == 7), node.counters
         s = node.stats()
-        assert node._writer.is_alive()
+        assert node.worker_alive()
         assert s["rejected_by_reason"] == {"not_cbor": 1, "bad_schema": 2, "device_mismatch": 1,
                                            "bad_status": 1}
         assert s["telemetry"] == 1 and node.counters["duplicates"] == 1
-        assert node._writer.is_alive()
+        assert node.worker_alive()
     finally:
         node.stop()
 

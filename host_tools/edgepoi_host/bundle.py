@@ -32,7 +32,7 @@ FIRMWARE_DIR = os.path.join(REPO_DIR, "firmware")
 BOARDS_DIR = os.path.join(REPO_DIR, "boards")
 # Modules that import CPython-only packages (numpy, tflite, TPM and PKCS#11 bindings): never on MicroPython.
 CPYTHON_ONLY = ("edgepoi/infer/engines/", "edgepoi/infer/fast_numpy/", "edgepoi/keys/tpm2.py",
-                "edgepoi/keys/pkcs11.py")
+                "edgepoi/keys/pkcs11.py", "edgepoi/sensors/linux_i2c.py")
 KEEP_SOURCE = ("boot.py", "main.py")        # the port runs these by file name
 HOST_ONLY_FIRMWARE = ("manifest.py",)       # the freeze manifest is read by the MicroPython build, not the board
 # .mpy header byte 2 holds (arch << 2) | sub-version; the arch is only set when the file has native code.

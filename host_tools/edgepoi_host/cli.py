@@ -17,6 +17,8 @@ FORWARDED = {
     "bundle": ("edgepoi_host.boards_cli", ["bundle"], "build the firmware bundle (.mpy, board, config, model)"),
     "device": ("edgepoi_host.device_cli", ["device"], "files and code on a MicroPython board over serial"),
     "flash": ("edgepoi_host.device_cli", ["flash"], "write MicroPython firmware to an ESP board (esptool)"),
+    "provision": ("edgepoi_host.provision_cli", [],
+                  "check, sync, key, register and start a MicroPython board over USB serial"),
     "console": ("edgepoi_host.console_cli", [], "live telemetry console (textual; --plain for scripts)"),
     "verify-batch": ("edgepoi_host.edge.edge_cli", ["verify-batch"],
                      "check a settlement batch: inclusion proof and signatures, no database needed"),

@@ -38,7 +38,9 @@ class SimDevice:
             json.dump(self.config, f)
         mp = MicroPython(heapsize=self.heapsize, sdk=False, path=[self.flash_dir])
         self._log = open(self.log_path, "ab")
-        self.proc = mp.spawn(["main.py"], cwd=self.flash_dir, stdout=self._log,
+        # as on a board: boot.py, then main.py
+        self.proc = mp.spawn(["-c", "import boot\nimport main\nmain.main()"], cwd=self.flash_dir,
+                             stdout=self._log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 
@@ -69,20 +71,57 @@ class SimDevice:
 
 
 class Fleet:
+    """N simulated devices.
+
+    Args:
+        model: path of a .tflite model the devices run (copied into each flash as model.tflite).
+        attest: give each device a key (created by the device itself, in its flash) and sign attestations;
+            ``public_keys()`` then returns what the edge node's registry needs.
+        backend: inference backend on the device ("ref", "viper", "auto").
+        extra: more config keys for every device (e.g. {"keepalive": 5}).
+    """
+
     def __init__(self, broker_url, count=3, workdir=None, period_s=1.0, messages=0, prefix="sim",
-                 heapsize="96K"):
+                 heapsize="96K", model=None, attest=False, backend="auto", extra=None):
         host, port, _ = parse_broker_url(broker_url)
         from edgepoi_host import bundle
         self.workdir = workdir or tempfile.mkdtemp(prefix="edgepoi-fleet-")
-        self.bundle = bundle.build("unix", os.path.join(self.workdir, "bundle"))
+        self.bundle = bundle.build("unix", os.path.join(self.workdir, "bundle"), model=model)
+        self.heapsize = heapsize
         self.devices = []
         for i in range(count):
             dev_id = "%s-%02d" % (prefix, i + 1)
             cfg = {"device_id": dev_id, "broker_host": host, "broker_port": port,
                    "sensor": {"type": "synthetic", "seed": i + 1}, "period_s": period_s,
                    "count": messages, "backoff_min_ms": 100, "backoff_max_ms": 2000}
+            if model:
+                cfg.update(model=os.path.basename(model), backend=backend)
+            if attest:
+                cfg["key"] = "file:key.pem"
+            cfg.update(extra or {})
             self.devices.append(SimDevice(dev_id, os.path.join(self.workdir, dev_id), cfg, heapsize,
                                           self.bundle.out_dir))
+
+    def public_keys(self):
+        """Have each device create its key in its own flash (as provisioning does) and read back the
+        public key: {device_id: 65-byte point}. The private key never leaves the device's folder."""
+        out = {}
+        code = ("from edgepoi.keys import open_key\n"
+                "import binascii\n"
+                "print('PUB', binascii.hexlify(open_key(%r).public_key()).decode())")
+        for d in self.devices:
+            if not os.path.exists(os.path.join(d.flash_dir, "main.py")):
+                shutil.copytree(d.bundle_dir, d.flash_dir, dirs_exist_ok=True)
+            mp = MicroPython(heapsize="256K", sdk=False, path=[d.flash_dir])
+            res = mp.run_code(code % d.config["key"], cwd=d.flash_dir)
+            line = [ln for ln in res.stdout.splitlines() if ln.startswith("PUB ")][0]
+            out[d.device_id] = bytes.fromhex(line[4:])
+        return out
+
+    def register(self, registry):
+        """Register every device's key with an edge node registry (edgepoi_host.edge.registry)."""
+        for dev_id, pub in self.public_keys().items():
+            registry.register(dev_id, pub, kind="file")
 
     def start(self):
         for d in self.devices:

@@ -25,14 +25,11 @@ import time
 from edgepoi import cbor
 from edgepoi.link.flashq import FlashQueue, QueueFull
 from edgepoi.link.link import Link, ticks_ms
+from edgepoi.sensors.factory import ConfigError, make_sensor
 
 TOPIC_ROOT = "edgepoi/v1/"
 BEACON_TOPIC = "edgepoi/v1/edge/beacon"
 MICROPYTHON = sys.implementation.name == "micropython"
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def load_config(path="config.json"):
@@ -47,18 +44,6 @@ def load_config(path="config.json"):
         if key not in cfg:
             raise ConfigError("%s: missing %r" % (path, key))
     return cfg
-
-
-def make_sensor(spec):
-    kind = spec.get("type", "synthetic")
-    if kind == "synthetic":
-        from edgepoi.sensors.synthetic import SyntheticSensor
-        return SyntheticSensor(seed=int(spec.get("seed", 1)), anomaly_rate=float(spec.get("anomaly_rate",
-                                                                                           0.02)))
-    if kind == "replay":
-        from edgepoi.sensors.replay import ReplaySensor
-        return ReplaySensor(spec["path"])
-    raise ConfigError("sensor.type: unknown sensor %r" % kind)
 
 
 class _QueueSeq:
@@ -103,23 +88,32 @@ class Agent:
         self.dev = cfg["device_id"]
         self.root = TOPIC_ROOT + self.dev + "/"
         self.sensor = sensor or make_sensor(cfg.get("sensor", {}))
+        self.ota = None
+        if cfg.get("edge_key"):          # hex of the edge node's 65-byte public key: model updates on
+            from edgepoi.ota import ModelUpdate
+            mdir, _, mname = (cfg.get("model") or "model.tflite").rpartition("/")
+            # before the model is loaded: start-up finishes or undoes a swap cut by a power loss
+            self.ota = ModelUpdate(bytes.fromhex(cfg["edge_key"]), mdir or flash_dir, mname,
+                                   reload=self._reload_model, device_id=self.dev,
+                                   max_size=int(cfg.get("model_max_bytes", 1 << 20)))
         self.queue = FlashQueue(flash_dir + "/queue", max_bytes=int(cfg.get("queue_bytes", 64 * 1024)))
         self.link = Link(self.dev, cfg["broker_host"], int(cfg["broker_port"]), self.queue,
                          keepalive=int(cfg.get("keepalive", 30)), username=cfg.get("username"),
                          password=cfg.get("password"), status_topic=self.root + "status",
-                         subscriptions=[self.root + "cmd/+", BEACON_TOPIC],
+                         subscriptions=[self.root + "cmd/+", BEACON_TOPIC] +
+                         ([self.root + "model/#"] if self.ota is not None else []),
                          on_message=self._on_message, ack_topic=self.root + "ack",
-                         ack_kinds=("telemetry", "attest") if cfg.get("key") else ("telemetry",),
                          backoff_min_ms=int(cfg.get("backoff_min_ms", 250)),
                          backoff_max_ms=int(cfg.get("backoff_max_ms", 30000)))
         self.period_ms = int(float(cfg.get("period_s", 1.0)) * 1000)
         self.window = int(cfg.get("window", 16))
         self.samples = []
-        self.epoch = 0
-        self.nonce = b""
+        self.flash_dir = flash_dir
+        self.epoch, self.nonce = self._load_beacon()
         self.reveal = []  # [(seq, input bytes)], the newest ``reveal_slots`` inputs
         self.reveal_slots = int(cfg.get("reveal_slots", 8))
-        self.stats = {"cycles": 0, "inferences": 0, "paused": 0, "commands": 0, "mem_peak": 0}
+        self.stats = {"cycles": 0, "inferences": 0, "unattested": 0, "paused": 0, "commands": 0,
+                      "mem_peak": 0}
         self.interp = None
         self.attester = None
         if cfg.get("model"):
@@ -151,6 +145,13 @@ class Agent:
             n *= int(d)
         self.window = n
         gc.collect()
+
+    def _reload_model(self, path):
+        """ModelUpdate's reload callback: drop the old interpreter first (heap), raise if it fails."""
+        self.interp = None
+        self.samples = []
+        gc.collect()
+        self._load_model(path, self.cfg.get("backend", "auto"))
 
     def _quantize(self, values):
         scale, zp = self.in_detail["quantization"]
@@ -195,7 +196,9 @@ class Agent:
                 vals = [((b - 256 if b > 127 else b) - zp) * scale for b in out]
                 tele["inference"] = {"out": [round(v, 4) for v in vals[:8]], "backend": self.interp.backend}
                 self.stats["inferences"] += 1
-                if self.attester is not None:
+                if self.attester is not None and len(self.nonce) < 8:
+                    self.stats["unattested"] += 1  # no beacon seen yet: nothing fresh to sign with
+                elif self.attester is not None:
                     import hashlib
                     prev = self.attester.prev
                     att = self.attester.attest(self.model_digest, hashlib.sha256(qin).digest(), out,
@@ -203,6 +206,8 @@ class Agent:
                                                bool(self.interp.bit_exact), self.epoch, self.nonce)
                     self._remember(seq, qin)
         tele["q"] = self.queue.pending_count
+        if att is not None:
+            tele["a"] = True  # this cycle's record also holds an attestation (the edge acks both)
         messages.append((self.root + "telemetry", cbor.dumps(tele), False))
         if att is not None:
             messages.append((self.root + "attest", att, False))
@@ -222,16 +227,45 @@ class Agent:
         if len(self.reveal) > self.reveal_slots:
             self.reveal.pop(0)
 
+    # -- beacon -------------------------------------------------------------------------------
+    def _load_beacon(self):
+        """The last beacon seen, kept on flash so work done before the broker answers is still fresh."""
+        try:
+            with open(self.flash_dir + "/beacon.cbor", "rb") as f:
+                b = cbor.loads(f.read(), max_depth=2, max_items=8)
+            return int(b["epoch"]), bytes(b["nonce"])
+        except (OSError, cbor.CBORError, KeyError, TypeError, ValueError):
+            return 0, b""
+
+    def _on_beacon(self, payload):
+        try:
+            b = cbor.loads(payload, max_depth=2, max_items=8)
+        except cbor.CBORError:
+            return
+        if not (isinstance(b, dict) and isinstance(b.get("epoch"), int) and isinstance(b.get("nonce"), bytes)):
+            return
+        if (b["epoch"], b["nonce"]) == (self.epoch, self.nonce):
+            return
+        self.epoch, self.nonce = b["epoch"], b["nonce"]
+        import os
+        path = self.flash_dir + "/beacon.cbor"
+        try:
+            with open(path + ".tmp", "wb") as f:
+                f.write(cbor.dumps({"epoch": self.epoch, "nonce": self.nonce}))
+            os.rename(path + ".tmp", path)
+        except OSError:
+            pass
+
     # -- commands -----------------------------------------------------------------------------
     def _on_message(self, topic, payload, retain):
         if topic == BEACON_TOPIC:
-            try:
-                b = cbor.loads(payload, max_depth=2, max_items=8)
-                if isinstance(b, dict) and isinstance(b.get("epoch"), int) and \
-                        isinstance(b.get("nonce"), bytes):
-                    self.epoch, self.nonce = b["epoch"], b["nonce"]
-            except cbor.CBORError:
-                pass
+            self._on_beacon(payload)
+            return
+        if topic.startswith(self.root + "model/"):
+            if self.ota is not None:
+                res = self.ota.handle(topic[len(self.root) + 6:], payload)
+                if res is not None:
+                    self._reply("model", res)
             return
         if not topic.startswith(self.root + "cmd/"):
             return
@@ -275,11 +309,13 @@ class Agent:
 
     # -- main loop ----------------------------------------------------------------------------
     def run(self, count=None):
+        """Run the loop until the sequence number reaches ``count`` (config "count"; 0 = forever), so a
+        device restarted after a power cut finishes the same run. Returns the cycles done here."""
         count = int(self.cfg.get("count", 0)) if count is None else count
         self._reboot = False
         next_at = ticks_ms()
         done = 0
-        while not count or done < count:
+        while not count or self.queue.last_id < count:
             now = ticks_ms()
             if now - next_at >= 0:
                 next_at = now + self.period_ms

@@ -98,8 +98,8 @@ class FleetModel:
             dev = self.devices[rec.device] = Device(rec.device, self.window)
         if dev is None:
             return None
-        if rec.kind == "ack" and isinstance(rec.fields.get("telemetry"), int):
-            dev.acked = rec.fields["telemetry"]
+        if rec.kind == "ack" and isinstance(rec.fields.get("upto"), int):
+            dev.acked = rec.fields["upto"]
             return dev
         if not rec.device_event:     # commands to it, its results, config: not a sign of life
             return dev

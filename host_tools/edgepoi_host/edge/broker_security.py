@@ -120,7 +120,7 @@ def device_rules(device_id):
     root = "%s/%s" % (TOPIC_ROOT, _check_name(device_id, "device id"))
     return ["topic write %s/status" % root, "topic write %s/telemetry" % root,
             "topic write %s/attest" % root, "topic write %s/cmd/+/result" % root,
-            "topic read %s/cmd/#" % root, "topic read %s/config" % root,
+            "topic read %s/cmd/#" % root, "topic read %s/ack" % root, "topic read %s/config" % root,
             "topic read %s/model/#" % root, "topic read %s" % BEACON]
 
 

@@ -21,7 +21,6 @@ Several edge nodes can split the load with MQTT v5 shared subscriptions (``share
 subscribed as ``$share/group/...``; give each a distinct client id, and ``beacon=False`` to all but one).
 """
 import logging
-import multiprocessing
 import queue
 import threading
 import time
@@ -35,7 +34,7 @@ from edgepoi import cbor
 from edgepoi_host.edge import db as dblib
 from edgepoi_host.edge.registry import Registry
 from edgepoi_host.edge.store import Ledger
-from edgepoi_host.edge.worker import serve
+from edgepoi_host.edge.worker import spawn as spawn_worker
 
 log = logging.getLogger("edgepoi.edge")
 
@@ -162,7 +161,7 @@ class EdgeNode:
             for mid in mids:
                 self.client.ack(mid, 1)
             for dev, upto in acks.items():
-                self.client.publish("edgepoi/v1/%s/ack" % dev, cbor.dumps(upto), qos=1)
+                self.client.publish("edgepoi/v1/%s/ack" % dev, cbor.dumps({"upto": upto}), qos=1)
             for topic, payload, retain in publish:
                 self._retained.append((topic, payload, retain))
                 del self._retained[:-1]
@@ -204,12 +203,7 @@ class EdgeNode:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, wait=20.0):
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=serve, args=(child, self.worker_args), name="edgepoi-ledger",
-                                 daemon=True)
-        self._proc.start()
-        child.close()
+        self._proc, self._conn = spawn_worker(self.worker_args)
         if not self._conn.poll(wait):
             raise RuntimeError("the ledger worker did not start")
         ready = self._conn.recv()
@@ -259,9 +253,11 @@ class EdgeNode:
             except (OSError, ValueError):
                 pass
         if self._proc is not None:
-            self._proc.join(10)
-            if self._proc.is_alive():
+            try:
+                self._proc.wait(10)
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
                 self._proc.kill()
+                self._proc.wait()
         self.db.close()
 
     def stats(self):
@@ -270,9 +266,8 @@ class EdgeNode:
         s["held_attestations"] = self.counters["held"]
         return s
 
-    @property
-    def _writer(self):  # liveness of the processing side, for tests
-        return self._proc
+    def worker_alive(self):
+        return self._proc is not None and self._proc.poll() is None
 
 
 def _session_properties():

@@ -61,6 +61,10 @@ MIGRATIONS = [
         last_seq INTEGER NOT NULL,
         last_hash BLOB NOT NULL
     );
+    CREATE TABLE device_acks (
+        device_id TEXT PRIMARY KEY,
+        upto INTEGER NOT NULL
+    );
     CREATE TABLE beacons (
         epoch INTEGER PRIMARY KEY,
         nonce BLOB NOT NULL,
@@ -89,7 +93,7 @@ class Ledger:
     def schema_version(self):
         return self.db.version("ledger")
 
-    def write_batch(self, telemetry=(), attestations=(), rejected=(), statuses=(), chains=()):
+    def write_batch(self, telemetry=(), attestations=(), rejected=(), statuses=(), chains=(), acks=()):
         """Store one batch in one transaction. Returns (new telemetry rows, new attestation rows).
 
         telemetry: (device_id, seq, ts, received_at, payload)
@@ -97,9 +101,10 @@ class Ledger:
         rejected: (topic, device_id or None, reason, detail, received_at, payload)
         statuses: (device_id, "online"/"offline", at)
         chains: (device_id, last_seq, last_hash) — the verifier's state after this batch
+        acks: (device_id, upto) — how far the device's records are handled (its ``ack``)
         """
         d = self.db
-        if not (telemetry or attestations or rejected or statuses or chains):
+        if not (telemetry or attestations or rejected or statuses or chains or acks):
             return 0, 0
         seen = {}
         for row in telemetry:
@@ -128,12 +133,18 @@ class Ledger:
                 d.executemany("INSERT INTO chain_state (device_id, last_seq, last_hash) VALUES (?, ?, ?) "
                               "ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, "
                               "last_hash = excluded.last_hash", chains)
+            if acks:
+                d.executemany("INSERT INTO device_acks (device_id, upto) VALUES (?, ?) "
+                              "ON CONFLICT (device_id) DO UPDATE SET upto = excluded.upto", acks)
         return new_t, new_a
 
     # -- verifier state --------------------------------------------------------------------------
     def chain_states(self):
         return {r[0]: (r[1], bytes(r[2])) for r in
                 self.db.query("SELECT device_id, last_seq, last_hash FROM chain_state")}
+
+    def device_ack(self, device_id):
+        return self.db.scalar("SELECT upto FROM device_acks WHERE device_id = ?", (device_id,))
 
     def add_beacon(self, epoch, nonce, at=None):
         self.db.execute("INSERT INTO beacons (epoch, nonce, published_at) VALUES (?, ?, ?) "

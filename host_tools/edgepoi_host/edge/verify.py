@@ -92,6 +92,8 @@ class AttestationGate:
     def __init__(self, registry, chain_states, beacon_policy=None, gap_timeout=30.0, max_held=1000,
                  flagged=(), stored_hash=None):
         self.stored_hash = stored_hash  # function(device_id, seq) -> msg hash already accepted, or None
+        self.recent = {}                # (device_id, seq) -> hash accepted lately (also not yet committed)
+        self._recent_batch = []
         self.registry = CachedRegistry(registry)
         self.state = ChainState(chain_states)
         self.beacons = beacon_policy
@@ -100,8 +102,15 @@ class AttestationGate:
         self.flagged = set(flagged)
         self.held = {}  # device_id -> {seq: (payload, at)}
 
+    def _known_hash(self, device_id, seq):
+        h = self.recent.get((device_id, seq))
+        if h is None and self.stored_hash is not None:
+            h = self.stored_hash(device_id, seq)
+        return h
+
     def begin(self):
         """Start a batch: remember what to restore if its ledger write fails."""
+        self._recent_batch = []
         self.state.undo = {}
         self.state.changed = {}
         self._held_before = {d: dict(h) for d, h in self.held.items()}
@@ -110,6 +119,9 @@ class AttestationGate:
         """The batch was not stored: forget its effect on chains and held messages."""
         self.state.rollback()
         self.held = self._held_before
+        for key in self._recent_batch:
+            self.recent.pop(key, None)
+        self._recent_batch = []
 
     def take_chain_updates(self):
         return [(d, s, h) for d, (s, h) in self.state.changed.items()]
@@ -127,8 +139,8 @@ class AttestationGate:
                                                commit=False)
         except attest.Rejection as r:
             seq = _seq_of(payload)
-            if r.reason == "replayed" and seq is not None and self.stored_hash is not None and \
-                    self.stored_hash(device_id, seq) == attest.digest(payload):
+            if r.reason == "replayed" and seq is not None and self._known_hash(device_id, seq) == \
+                    attest.digest(payload):
                 out.append(("duplicate", seq, None, payload))  # a redelivery: idempotent
                 return False
             if r.reason == "sequence_gap" and hold and seq is not None:
@@ -146,6 +158,11 @@ class AttestationGate:
             return False
         h = attest.digest(payload)
         self.state.commit(device_id, seq, h)
+        self.recent[(device_id, seq)] = h
+        self._recent_batch.append((device_id, seq))
+        if len(self.recent) > 20000:
+            for key in list(self.recent)[:10000]:
+                del self.recent[key]
         status = "flagged" if device_id in self.flagged else "accepted"
         out.append(("accepted", seq, (device_id, seq, claims[attest.EPOCH], bytes(payload), h,
                                       claims[attest.WORK], status, at, claims), payload))

@@ -8,7 +8,7 @@ the database use the second core while paho's network loop keeps the first.
 Protocol over a ``multiprocessing`` pipe (pickled tuples):
     main -> worker: ("batch", [(topic, payload, qos, mid, received_at), ...]) | ("stop",)
     worker -> main: ("done", mids, device_acks, counters, latest, results, audits, publish) | ("ready", ...)
-where device_acks = {device_id: {"telemetry": n, "attest": n}}, publish = [(topic, payload, retain)]
+where device_acks = {device_id: upto}, publish = [(topic, payload, retain)]
 (beacons), latest = {device_id: telemetry map}, results = [(device_id, command, payload)], audits =
 [(device_id, seq, claims)] — accepted attestations sampled for a re-execution audit (``audit_rate``).
 """
@@ -25,26 +25,35 @@ from edgepoi_host.edge.verify import FINAL_REASONS, AttestationGate, BeaconPolic
 log = logging.getLogger("edgepoi.edge.worker")
 
 
-class ContiguousAcks:
-    """Per device and kind: the highest sequence number up to which every message is handled."""
+class RecordAcks:
+    """Per device: the highest record id (cycle sequence number) up to which every record is handled.
 
-    def __init__(self, known):
-        self.known = known  # function(device_id, kind) -> stored seqs, read once per device and kind
-        self._state = {}
+    A record is handled when its telemetry is stored and, if the telemetry says the cycle carried an
+    attestation (``"a": true``), that attestation is handled too (accepted, a duplicate, or refused for
+    good). ``upto`` is kept in the ledger (``device_acks``) so it survives a restart of the node.
+    """
 
-    def advance(self, device_id, kind, seqs):
-        key = (device_id, kind)
-        st = self._state.get(key)
+    def __init__(self, load):
+        self.load = load  # function(device_id) -> stored upto or None
+        self._state = {}  # device -> [upto, {seq: needs_attest}, {attested seqs}]
+
+    def advance(self, device_id, telemetry, attested):
+        st = self._state.get(device_id)
         if st is None:
-            known = set(self.known(device_id, kind)) | set(seqs)
-            st = self._state[key] = [min(known) - 1, known]
-        st[1].update(seqs)
-        upto, above = st
-        while upto + 1 in above:
+            upto = self.load(device_id)
+            if upto is None:
+                upto = min([s for s, _a in telemetry] or [min(attested)]) - 1
+            st = self._state[device_id] = [upto, {}, set()]
+        upto, tele, att = st
+        for seq, needs in telemetry:
+            if seq > upto:
+                tele[seq] = needs
+        att.update(s for s in attested if s > upto)
+        while upto + 1 in tele and (not tele[upto + 1] or upto + 1 in att):
             upto += 1
-            above.discard(upto)
+            del tele[upto]
+            att.discard(upto)
         st[0] = upto
-        above.difference_update([s for s in above if s <= upto])
         return upto
 
 
@@ -59,7 +68,7 @@ class LedgerWorker:
         self.publishes_beacon = beacon
         self.gate = AttestationGate(self.registry, self.ledger.chain_states(), self.policy, gap_timeout,
                                     flagged=self.registry.flagged(), stored_hash=self.ledger.attestation_hash)
-        self.acks = ContiguousAcks(self._known_seqs)
+        self.acks = RecordAcks(self.ledger.device_ack)
         self.current = None
         for epoch, nonce in self.ledger.recent_beacons(beacon_keep):
             self.policy.add(epoch, nonce)
@@ -73,11 +82,6 @@ class LedgerWorker:
         if audit_rate > 0:
             import random
             self._rng = random.SystemRandom()
-
-    def _known_seqs(self, device_id, kind):
-        if kind == "telemetry":
-            return self.ledger.telemetry_seqs(device_id)
-        return self.ledger.attestation_seqs(device_id, ("accepted", "verified", "flagged", "fraudulent"))
 
     # -- beacons -------------------------------------------------------------------------------
     def beacon_payload(self):
@@ -123,7 +127,7 @@ class LedgerWorker:
                 if kind == "telemetry":
                     msg = validate.telemetry(dev, payload)
                     telemetry.append((dev, msg["seq"], msg["ts"], at, payload))
-                    handled.setdefault(dev, {}).setdefault("telemetry", []).append(msg["seq"])
+                    handled.setdefault(dev, ([], []))[0].append((msg["seq"], msg.get("a") is True))
                     latest[dev] = msg
                 elif kind == "attest":
                     for outcome in self.gate.check(dev, payload, at):
@@ -139,16 +143,25 @@ class LedgerWorker:
                 rejected.append((topic, None, "internal_error", repr(e)[:200], at, payload))
         for dev, outcome, at in self.tick():  # held back too long: sequence_gap (and what that released)
             self._outcome(dev, "edgepoi/v1/%s/attest" % dev, at, outcome, attests, rejected, handled)
+        snapshot = {d: (list(st[0:1]) + [dict(st[1]), set(st[2])]) for d, st in self.acks._state.items()
+                    if d in handled}
+        acks = {}
+        for dev, (tele, att) in handled.items():
+            acks[dev] = self.acks.advance(dev, tele, att)
         try:
             new_t, new_a = self.ledger.write_batch(telemetry, [a[:8] for a in attests], rejected,
-                                                   statuses, self.gate.take_chain_updates())
+                                                   statuses, self.gate.take_chain_updates(),
+                                                   list(acks.items()))
         except Exception:  # noqa: BLE001 - nothing acknowledged; the caller retries the batch
             log.exception("ledger write failed; %d messages left unacknowledged", len(batch))
             self.gate.rollback()
             self.duplicates = 0
+            for d in handled:
+                if d in snapshot:
+                    self.acks._state[d] = snapshot[d]
+                else:
+                    self.acks._state.pop(d, None)
             return None
-        acks = {dev: {k: self.acks.advance(dev, k, seqs) for k, seqs in kinds.items()}
-                for dev, kinds in handled.items()}
         counters = {"received": len(batch), "stored": new_t, "attested": new_a,
                     "duplicates": len(telemetry) - new_t + len(attests) - new_a + self.duplicates,
                     "rejected": len(rejected), "held": self.gate.held_count()}
@@ -161,16 +174,16 @@ class LedgerWorker:
         kind, seq, data, payload = outcome
         if kind == "duplicate":
             self.duplicates += 1
-            handled.setdefault(dev, {}).setdefault("attest", []).append(seq)
+            handled.setdefault(dev, ([], []))[1].append(seq)
             return
         if kind == "accepted":
             attests.append(data)
-            handled.setdefault(dev, {}).setdefault("attest", []).append(seq)
+            handled.setdefault(dev, ([], []))[1].append(seq)
             return
         reason, detail = data
         rejected.append((topic, dev, reason, detail, at, payload))
         if seq is not None and reason in FINAL_REASONS:
-            handled.setdefault(dev, {}).setdefault("attest", []).append(seq)
+            handled.setdefault(dev, ([], []))[1].append(seq)
 
     def take_publish(self):
         out, self.publish = self.publish, []
@@ -180,8 +193,34 @@ class LedgerWorker:
         self.db.close()
 
 
+def spawn(kwargs):
+    """Start the worker as ``python -m edgepoi_host.edge.worker`` on one end of a socket pair.
+
+    A plain subprocess (not multiprocessing's spawn) so that a program embedding EdgeNode needs no
+    ``if __name__ == "__main__"`` guard. Returns (Popen, Connection). The worker exits when the
+    connection closes, i.e. when the edge node's process dies.
+    """
+    import socket
+    import subprocess
+    import sys
+    from multiprocessing.connection import Connection
+    parent, child = socket.socketpair()
+    proc = subprocess.Popen([sys.executable, "-m", "edgepoi_host.edge.worker", str(child.fileno())],
+                            pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+    child.close()
+    conn = Connection(parent.detach())
+    conn.send(kwargs)
+    return proc, conn
+
+
+def main(fd):
+    from multiprocessing.connection import Connection
+    conn = Connection(fd)
+    serve(conn, conn.recv())
+
+
 def serve(conn, kwargs):
-    """Worker process main loop (multiprocessing target)."""
+    """Worker process main loop."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     w = LedgerWorker(**kwargs)
     w.tick()
@@ -212,3 +251,8 @@ def serve(conn, kwargs):
         pass
     finally:
         w.close()
+
+
+if __name__ == "__main__":
+    import sys
+    main(int(sys.argv[1]))

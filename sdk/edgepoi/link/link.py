@@ -15,10 +15,10 @@ a CBOR list of [topic, payload, retain]. Records go out at QoS 1, up to ``window
 When a record leaves the queue depends on ``ack_topic``:
 - without it, once the broker has acknowledged all its messages (and those of all older records);
 - with it (``edgepoi/v1/<id>/ack``, what the agent uses), only once the **edge node** says it has stored
-  them: the edge publishes ``{"telemetry": T, "attest": A}`` — the highest sequence number of each kind up
-  to which it holds everything — and records up to ``min`` over ``ack_kinds`` are dropped. A broker that
-  dies before writing what it acknowledged therefore loses nothing: after the reconnect every record the
-  edge has not confirmed is sent again.
+  them: the edge publishes ``{"upto": n}`` — the highest record id (the cycle's sequence number) up to
+  which it holds every message of every record — and records up to n are dropped. A broker that dies
+  before writing what it acknowledged therefore loses nothing: after the reconnect every record the edge
+  has not confirmed is sent again.
 In that mode the link also resends, while connected, the records the edge has not confirmed when its ack
 does not move for ``resend_ms`` (doubling up to 5 minutes while the edge stays silent): a broker restarted
 before the edge node resubscribed has nobody to deliver to. Resent records carry DUP and their original
@@ -58,7 +58,7 @@ class Link:
     def __init__(self, client_id, host, port, queue, keepalive=30, username=None, password=None,
                  status_topic=None, subscriptions=(), on_message=None, window=8,
                  backoff_min_ms=250, backoff_max_ms=30000, timeout_ms=5000, ssl_params=None,
-                 ack_topic=None, ack_kinds=("telemetry", "attest"), resend_ms=5000):
+                 ack_topic=None, resend_ms=5000):
         will = (status_topic, b"offline", 1, True) if status_topic else None
         self.session = Session(client_id, keepalive, will, username, password, clean_session=False)
         self.host = host
@@ -67,8 +67,7 @@ class Link:
         self.status_topic = status_topic
         self.subscriptions = list(subscriptions)
         self.ack_topic = ack_topic
-        self.ack_kinds = ack_kinds
-        self.edge_acked = {}
+        self.edge_acked = -1
         self.resend_ms = resend_ms
         self._resend_wait = resend_ms
         self._resend_at = None
@@ -230,13 +229,10 @@ class Link:
             acks = cbor.loads(payload, max_depth=2, max_items=16)
         except cbor.CBORError:
             return
-        if not isinstance(acks, dict):
+        upto = acks.get("upto") if isinstance(acks, dict) else None
+        if not isinstance(upto, int) or isinstance(upto, bool):
             return
-        for k in self.ack_kinds:
-            v = acks.get(k)
-            if isinstance(v, int) and v > self.edge_acked.get(k, -1):
-                self.edge_acked[k] = v
-        upto = min([self.edge_acked.get(k, -1) for k in self.ack_kinds])
+        self.edge_acked = max(self.edge_acked, upto)
         upto = min(upto, self.queue.last_id)
         if upto > self.queue.acked:
             self.queue.ack(upto)

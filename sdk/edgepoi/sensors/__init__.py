@@ -3,3 +3,4 @@
 Every driver has ``name`` (a short id) and ``fields`` (the reading names it returns, with units), so the
 edge node and Home Assistant discovery can describe them without reading any data.
 """
+
