@@ -210,7 +210,13 @@ class Ledger:
             "audits": audits,
             "epochs": q("SELECT count(*) FROM beacons", default=0),
             "current_epoch": q("SELECT max(epoch) FROM beacons"),
+            "settled_epochs": self._settled(),
         }
+
+    def _settled(self):
+        if self.db.version("settlement") == 0:
+            return []  # no batch was ever settled on this database
+        return [r[0] for r in self.db.query("SELECT epoch FROM settlements ORDER BY epoch")]
 
     def close(self):
         self.db.close()
