@@ -23,6 +23,26 @@ def np_view(np, t, buf):
     return a.reshape([int(d) for d in t.shape]) if t.shape else a.reshape(())
 
 
+def np_set(t, buf, value):
+    """set_tensor of a numpy array (dtype and size checked) into tensor t's buffer."""
+    import numpy as np
+    want = np.dtype(NP_DTYPES[t.type])
+    if value.dtype != want:
+        raise ValueError("tensor %d (%s) wants %s, got %s" % (t.index, t.name, want, value.dtype))
+    if value.size != t.numel():
+        raise ValueError("tensor %d (%s) wants shape %s, got %s" % (t.index, t.name, t.shape, list(value.shape)))
+    np_view(np, t, buf).reshape(-1)[:] = value.reshape(-1)
+
+
+def np_get(t, buf):
+    """A numpy copy of tensor t (None without numpy)."""
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    return np_view(np, t, buf).copy()
+
+
 def numpy_details(d, t):
     """Turn a details dict into tflite_runtime's numpy flavour (shape int32 array, dtype class)."""
     try:
@@ -42,9 +62,11 @@ def setup(interp, package):
     np = None
     if package.endswith("fast_numpy"):
         import numpy as np
-    tensors = interp._g.tensors
+    tensors = interp._tl
     fast = []
-    for op, mod, params, bufs in interp._plan:
+    for k, (op, mod, params, bufs) in enumerate(interp._plan):
+        if op is None:  # MicroPython plans keep no Operator objects
+            op = interp._g.operators[k]
         name = ops.module_name(op.opcode)
         try:
             fmod = __import__(package + "." + name, None, None, ["eval"])

@@ -28,7 +28,7 @@ class FlatBuf:
 
     def __init__(self, data, what="model"):
         self.data = data
-        self.n = len(data)
+        self.n = len(data) if data is not None else 0
         self.what = what
 
     def fail(self, msg):
@@ -40,7 +40,15 @@ class FlatBuf:
 
     def read(self, fmt, pos):
         self.check(pos, _SIZES[fmt])
+        return self.unpack(fmt, pos)
+
+    def unpack(self, fmt, pos):
+        """One scalar at pos, unchecked (callers checked the range)."""
         return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def bytes(self, pos, n):
+        """A copy of n bytes at pos, unchecked."""
+        return bytes(self.data[pos:pos + n])
 
     def deref(self, pos):
         """Follow the uoffset stored at ``pos``; returns the absolute target position."""
@@ -56,7 +64,56 @@ class FlatBuf:
 
     def identifier(self):
         self.check(4, 4)
-        return bytes(self.data[4:8])
+        return self.bytes(4, 4)
+
+
+class FileBuf(FlatBuf):
+    """A flatbuffer read from an open binary file through a small window (the file never in RAM).
+
+    Scalars come from a ``window``-byte cache refilled with seek/readinto; ``bytes`` of a range
+    outside it reads the file directly. ``data`` is None: code reads through unpack/bytes.
+    """
+
+    def __init__(self, f, n, what="model", window=256):
+        FlatBuf.__init__(self, None, what)
+        self.f = f
+        self.n = n
+        self._win = bytearray(window)
+        self._mv = memoryview(self._win)
+        self._ws = 0
+        self._wl = 0
+
+    def _fill(self, pos):
+        start = pos - (pos & 63)
+        k = min(len(self._win), self.n - start)
+        self.f.seek(start)
+        got = self.f.readinto(self._mv[:k]) if k > 0 else 0
+        self._ws, self._wl = start, got or 0
+
+    def unpack(self, fmt, pos):
+        off = pos - self._ws
+        if off < 0 or off + _SIZES[fmt] > self._wl:
+            self._fill(pos)
+            off = pos - self._ws
+            if off + _SIZES[fmt] > self._wl:
+                self.fail("short read at offset %d" % pos)
+        return struct.unpack_from(fmt, self._win, off)[0]
+
+    def bytes(self, pos, n):
+        off = pos - self._ws
+        if 0 <= off and off + n <= self._wl:
+            return bytes(self._mv[off:off + n])
+        self.f.seek(pos)
+        b = self.f.read(n)
+        if len(b) != n:
+            self.fail("short read of %d bytes at offset %d" % (n, pos))
+        return b
+
+    def readinto(self, pos, buf):
+        """Fill buf (any writable buffer) from the file at pos."""
+        self.f.seek(pos)
+        if self.f.readinto(buf) != len(buf):
+            self.fail("short read of %d bytes at offset %d" % (len(buf), pos))
 
 
 class Table:
@@ -118,7 +175,7 @@ class Table:
         size = _SIZES[fmt]
         start, n = self.vector(i, size)
         fb = self.fb
-        return [struct.unpack_from(fmt, fb.data, start + k * size)[0] for k in range(n)]
+        return [fb.unpack(fmt, start + k * size) for k in range(n)]
 
     def tables(self, i):
         start, n = self.vector(i, 4)
@@ -133,6 +190,6 @@ class Table:
         if not start:
             return default
         try:
-            return str(bytes(self.fb.data[start:start + n]), "utf-8")
-        except Exception:  # noqa: BLE001 - any decoding problem is a model error
+            return str(self.fb.bytes(start, n), "utf-8")
+        except (UnicodeError, ValueError):  # a decoding problem (not MemoryError) is a model error
             self.fb.fail("string field %d is not UTF-8" % i)

@@ -19,44 +19,25 @@ Backends: ``ref`` (plain Python, MicroPython-safe, the truth); ``numpy`` (per op
 Buffers: on CPython the model is a signed memoryview (int8 weights read without a copy) and the arena
 an ``array('b')``; on MicroPython the model and the arena are bytearrays and int8 tensors are signed
 ``uctypes`` views into them (indexable, buffer protocol for viper), so nothing is copied twice.
+
+Streaming (``stream_weights``; default True on MicroPython when ``model_path`` is given, False
+elsewhere): the model file stays open and is never read whole. Its flatbuffer metadata is read through
+a 256-byte window (``flatbuf.FileBuf``), tensors and operators are decoded when indexed, and right
+before each op its constant int8 inputs are read (seek/readinto) into one scratch buffer of
+``scratch_bytes`` (the largest op's constants; a larger FULLY_CONNECTED layer runs in chunks of whole
+weight rows). Biases and multipliers live in the op params (``array('i')``). Results are bit-exact
+with the in-RAM path. ``close()`` releases the file. ``stream_weights=True`` needs ``model_path``.
+See docs/INFERENCE.md for the memory model and the measured heap minima.
 """
 import array
-import struct
 import sys
 
-from edgepoi.infer import arena, ops, schema
-from edgepoi.infer.flatbuf import ModelError
+from edgepoi.infer import ops, schema
+from edgepoi.infer.flatbuf import FileBuf, ModelError
 from edgepoi.infer.model import Model, opcodes_of
 
 _MICRO = sys.implementation.name == "micropython"
-_ZP_RANGE = {schema.INT8: (-128, 127), schema.INT16: (-32768, 32767), schema.UINT8: (0, 255)}
 _FAST_PKG = {"numpy": "edgepoi.infer.fast_numpy", "viper": "edgepoi.infer.fast_viper"}
-
-
-def _load_bytes(model_path, model_content):
-    """The model bytes without a copy where possible: on CPython a signed ('b') memoryview, so int8
-    weight slices read as signed values; on MicroPython the bytes/bytearray itself (see _int8_view)."""
-    if model_content is None:
-        if model_path is None:
-            raise ValueError("give model_path or model_content")
-        with open(model_path, "rb") as f:
-            f.seek(0, 2)
-            n = f.tell()
-            f.seek(0)
-            if _MICRO:
-                import gc
-                gc.collect()
-            model_content = bytearray(n)
-            if f.readinto(model_content) != n:
-                raise ModelError("short read of %s" % model_path)
-    if _MICRO:
-        return model_content
-    if isinstance(model_content, array.array) and model_content.typecode == "b":
-        return model_content
-    mv = memoryview(model_content)
-    if mv.format != "b":
-        mv = mv.cast("B").cast("b")
-    return mv
 
 
 def _uctypes():
@@ -77,160 +58,126 @@ def _int8_view(data, offset, n):
     return uctypes.struct(uctypes.addressof(data) + offset, layout).v
 
 
-def _has_pkg(name):
-    try:
-        __import__(name)
-        return True
-    except ImportError:
-        return False
-
-
-def _resolve_backend(backend):
-    if backend == "auto":
-        if not _MICRO and _has_pkg("numpy") and _has_pkg(_FAST_PKG["numpy"]):
-            return "numpy"
-        if _MICRO and _has_pkg(_FAST_PKG["viper"]):
-            return "viper"
-        return "ref"
-    if backend not in ("ref", "numpy", "viper"):
-        raise ValueError("unknown backend %r (ref, numpy, viper, auto)" % backend)
-    if backend != "ref" and not _has_pkg(_FAST_PKG[backend]):
-        raise ValueError("backend %r is not available here" % backend)
-    return backend
+def _unload(name):
+    """Forget module edgepoi.infer.<name> (e.g. "loader", "ops.common") so the GC can reclaim its code
+    once nothing else refers to it; a later import loads it again."""
+    full = "edgepoi.infer." + name
+    sys.modules.pop(full, None)
+    parent, _, attr = full.rpartition(".")
+    pkg = sys.modules.get(parent)
+    if pkg is not None and attr in pkg.__dict__:
+        delattr(pkg, attr)
 
 
 class Interpreter:
-    """A TFLite int8 model on the portable kernels; see the module docstring."""
+    """A TFLite int8 model on the portable kernels; see the module docstring.
+
+    Args:
+        model_path / model_content: the .tflite file, or its bytes.
+        backend: "ref", "numpy", "viper" or "auto".
+        max_arena_bytes: fail in allocate_tensors() when the tensors need more (default: free heap).
+        stream_weights: keep weights in the file and read them per op (needs model_path); None =
+            True on MicroPython with a model_path, else False. ``scratch_bytes`` tells its buffer.
+    """
 
     def __init__(self, model_path=None, model_content=None, backend="auto", num_threads=None,
-                 max_arena_bytes=None):
-        self._data = _load_bytes(model_path, model_content)
-        # import the op modules first: compiling them needs large free blocks on a small heap
+                 max_arena_bytes=None, stream_weights=None):
+        if stream_weights is None:
+            stream_weights = _MICRO and model_path is not None and model_content is None
+        self.stream_weights = bool(stream_weights)
+        self._file = None
+        if self.stream_weights:
+            if model_path is None or model_content is not None:
+                raise ValueError("stream_weights needs model_path (and no model_content)")
+            f = open(model_path, "rb")
+            f.seek(0, 2)
+            n = f.tell()
+            self._file = f
+            self._data = FileBuf(f, n)
+        else:
+            from edgepoi.infer import loader
+            self._data = loader.load_bytes(model_path, model_content)
+        try:
+            self._model = Model(self._data)
+        except Exception:
+            self.close()
+            raise
+        self._g = self._model.subgraphs[0]
+        # tensors are decoded from the flatbuffer when indexed; CPython keeps them decoded (speed)
+        self._tl = self._g.tensors if _MICRO else list(self._g.tensors)
+        from edgepoi.infer import loader
+        self.backend = loader.resolve_backend(backend)
+        self._reserved = None
+        self._max_arena = max_arena_bytes
+        if _MICRO:
+            try:  # the big buffers while the heap is still compact (see loader.reserve)
+                self._reserved = loader.reserve(self)
+            except (ModelError, MemoryError):
+                self._reserved = None  # allocate_tensors() retries and reports
+            _unload("loader")
+        # import the op modules: their code then packs above the big buffers
         for code in opcodes_of(self._data):
             ops.preload(code)
-        self._model = Model(self._data)
-        self._g = self._model.subgraphs[0]
-        self.backend = _resolve_backend(backend)
         self.bit_exact = True  # every backend here must match the reference bit for bit
         self.arena_bytes = 0
         self.macs = 0
         self._plan = None
         self._bufs = None
-        self._max_arena = max_arena_bytes
         self._raw = {}
+        self._stream = None
+        self._vars = None
+        self.scratch_bytes = 0
+
+    def close(self):
+        """Close the model file of a streaming interpreter (it cannot invoke afterwards)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     # -- allocation ---------------------------------------------------------------------------------
     def allocate_tensors(self):
-        g = self._g
-        tensors = g.tensors
-        mods = [ops.module_for(op) for op in g.operators]  # unsupported ops fail first
-        bufs = [None] * len(tensors)
-        dynamic = []
-        for t in tensors:
-            if t.data is not None and not t.is_variable:
-                continue
-            if t.type not in schema.TYPE_CODES:
-                users = [op for op in g.operators if t.index in op.inputs or t.index in op.outputs]
-                who = "op %d (%s): " % (users[0].index, users[0].name) if users else ""
-                raise ModelError("%stensor %d (%s) has unsupported type %s"
-                                 % (who, t.index, t.name, t.type_name))
-            lo_hi = _ZP_RANGE.get(t.type)
-            if lo_hi and t.nq and not lo_hi[0] <= t.zero_point <= lo_hi[1]:
-                raise ModelError("tensor %d (%s): zero point %d outside %s" % (t.index, t.name, t.zero_point,
-                                                                            t.type_name))
-            dynamic.append(t.index)
-        for op in g.operators:
-            for i in op.outputs:
-                if tensors[i].data is not None and not tensors[i].is_variable:
-                    raise ModelError("op %d (%s): output tensor %d is a constant" % (op.index, op.name, i))
-        # the arena first, while the heap is least fragmented (small MicroPython heaps)
-        self._allocate_arena(g, dynamic, bufs)
+        from edgepoi.infer import loader
+        operators, mods, st = loader.allocate(self)
+        if _MICRO:  # allocation-only code leaves the heap before the params fill it
+            _unload("loader")
+            _unload("arena")
+        bufs = self._bufs
         plan = []
         macs = 0
-        for op, mod in zip(g.operators, mods):
+        for k, op in enumerate(operators):
             if _MICRO:
                 import gc
                 gc.collect()
-            params = mod.prepare(op, tensors)
+            params = mods[k].prepare(op, self._tl)
             macs += params.get("macs", 0)
-            plan.append([op, mod, params, None])
-        for t in tensors:
-            if t.data is not None and not t.is_variable:
-                bufs[t.index] = self._const_buffer(t)
-        self.macs = macs
-        self._bufs = bufs
-        for step in plan:
-            op = step[0]
-            step[3] = [bufs[i] if i >= 0 else None for i in op.inputs] + [bufs[i] for i in op.outputs]
-        self._plan = plan
-        self._setup_backend()
-        self.reset_all_variables()
-
-    def _allocate_arena(self, g, dynamic, bufs):
-        tensors = g.tensors
-        used = set(g.inputs) | set(g.outputs)
-        for op in g.operators:
-            used.update(i for i in op.inputs if i >= 0)
-            used.update(op.outputs)
-        int8 = [i for i in dynamic if tensors[i].type == schema.INT8 and not tensors[i].is_variable
-                and i in used]
-        io = [([i for i in op.inputs if i >= 0], op.outputs) for op in g.operators]
-        first, last = arena.lifetimes(set(g.inputs), set(g.outputs), io, len(g.operators), set(int8))
-        reqs = [(tensors[i].nbytes(), first.get(i, 0), last.get(i, 0)) for i in int8]
-        offsets, total = arena.plan(reqs)
-        need = total + sum(tensors[i].nbytes() for i in dynamic if i not in int8)
-        limit = self._max_arena
-        if limit is None:
-            if _MICRO:
-                import gc
-                gc.collect()
-                limit = gc.mem_free()
-            else:
-                limit = 1 << 28
-        if need > limit:
-            raise ModelError("tensors need %d bytes of arena, more than the %d available" % (need, limit))
-        self._raw = {}
-        if _MICRO and _uctypes():
-            # one bytearray (no temporary copy) with signed uctypes views; _raw keeps byte offsets
+            io = [bufs[i] if i >= 0 else None for i in op.inputs] + [bufs[i] for i in op.outputs]
+            if st is not None:
+                st.bind(k, io)  # its streamed inputs point at the weight scratch
+            plan.append([None if _MICRO else op, mods[k], params, io])
+        if st is not None:
+            st.done()
+        if _MICRO:  # prepare-only helpers (op modules import them inside prepare)
+            _unload("ops.common")
+            _unload("ops.geometry")
             import gc
             gc.collect()
-            mem = bytearray(total)
-            for i, off in zip(int8, offsets):
-                bufs[i] = _int8_view(mem, off, tensors[i].nbytes())
-                self._raw[i] = off
-        else:
-            mem = array.array("b", bytes(total)) if total else array.array("b")
-            view = memoryview(mem)
-            for i, off in zip(int8, offsets):
-                bufs[i] = view[off:off + tensors[i].nbytes()]
-        extra = 0
-        for i in dynamic:
-            if bufs[i] is None:
-                t = tensors[i]
-                bufs[i] = array.array(schema.TYPE_CODES[t.type], bytes(t.nbytes()))
-                extra += t.nbytes()
-        self._arena = mem
-        self.arena_bytes = total + extra
-
-    def _const_buffer(self, t):
-        if t.type == schema.INT8:
-            if _MICRO and not isinstance(self._data, array.array):
-                return _int8_view(self._data, t.offset, len(t.data))
-            return t.data  # zero-copy signed slice of the model
-        if t.type not in schema.TYPE_CODES:
-            return t.data  # raw bytes; an op needing the values rejects the type in prepare
-        fmt = schema.STRUCT_CODES[t.type]
-        size = schema.TYPE_SIZES[t.type]
-        a = array.array(schema.TYPE_CODES[t.type], bytes(len(t.data)))
-        for k in range(len(t.data) // size):
-            a[k] = struct.unpack_from(fmt, t.data, k * size)[0]
-        return a
-
-    def _setup_backend(self):
+        self._stream = st
+        self.macs = macs
+        self._plan = plan
         self._fast = None
         if self.backend != "ref":
             from edgepoi.infer import backends
             self._fast = backends.setup(self, _FAST_PKG[self.backend])
+            if _MICRO:
+                _unload("backends")
+        self.reset_all_variables()
+
+    def _const_buffer(self, t):
+        from edgepoi.infer import loader
+        b = loader.const_buffer(self, t)
+        if _MICRO:
+            _unload("loader")
+        return b
 
     # -- running ------------------------------------------------------------------------------------
     def _need(self):
@@ -240,6 +187,11 @@ class Interpreter:
     def invoke(self):
         self._need()
         fast = self._fast
+        st = self._stream
+        if st is not None:
+            for k, (op, mod, params, bufs) in enumerate(self._plan):
+                st.run(k, mod, params, bufs, fast[k] if fast is not None else None)
+            return
         if fast is None:
             for op, mod, params, bufs in self._plan:
                 mod.eval(params, bufs)
@@ -253,18 +205,20 @@ class Interpreter:
 
     def reset_all_variables(self):
         self._need()
-        for t in self._g.tensors:
-            if t.is_variable:
-                b = self._bufs[t.index]
-                v = t.zero_point if t.type in (schema.INT8, schema.INT16) else 0
-                for i in range(len(b)):
-                    b[i] = v
+        if self._vars is None:
+            self._vars = [t.index for t in self._tl if t.is_variable]
+        for k in self._vars:
+            t = self._tl[k]
+            b = self._bufs[k]
+            v = t.zero_point if t.type in (schema.INT8, schema.INT16) else 0
+            for i in range(len(b)):
+                b[i] = v
 
     # -- tensors ------------------------------------------------------------------------------------
     def _details(self, indices):
         out = []
         for i in indices:
-            t = self._g.tensors[i]
+            t = self._tl[i]
             d = {"index": i, "name": t.name, "shape": list(t.shape), "shape_signature": list(t.shape_signature),
                  "dtype": schema.TYPE_NAMES.get(t.type, "?"),
                  "quantization": (t.scale, t.zero_point if t.nq else 0),
@@ -284,31 +238,27 @@ class Interpreter:
         return self._details(self._g.outputs)
 
     def get_tensor_details(self):
-        return self._details(range(len(self._g.tensors)))
+        return self._details(range(len(self._tl)))
 
     def _buf(self, index):
         self._need()
+        if 0 <= index < len(self._bufs) and self._bufs[index] is None and self._stream is not None:
+            t = self._tl[index]
+            if t.data is not None:
+                return self._const_buffer(t)  # a streamed constant: read from the file
         if not 0 <= index < len(self._bufs) or self._bufs[index] is None:
             raise ValueError("no tensor with index %r" % (index,))
         return self._bufs[index]
 
     def set_tensor(self, index, value):
         buf = self._buf(index)
-        t = self._g.tensors[index]
+        t = self._tl[index]
         if t.data is not None and not t.is_variable:
             raise ValueError("tensor %d (%s) is a constant" % (index, t.name))
         n = t.numel()
         if not _MICRO and hasattr(value, "dtype"):
-            import numpy as np
-            from edgepoi.infer.backends import NP_DTYPES
-            want = np.dtype(NP_DTYPES[t.type])
-            if value.dtype != want:
-                raise ValueError("tensor %d (%s) wants %s, got %s" % (index, t.name, want, value.dtype))
-            if value.size != n:
-                raise ValueError("tensor %d (%s) wants shape %s, got %s"
-                                 % (index, t.name, t.shape, list(value.shape)))
             from edgepoi.infer import backends
-            backends.np_view(np, t, buf).reshape(-1)[:] = value.reshape(-1)
+            backends.np_set(t, buf, value)
             return
         if isinstance(value, (bytes, bytearray)) and t.type != schema.UINT8:
             if len(value) != t.nbytes():
@@ -326,15 +276,12 @@ class Interpreter:
 
     def get_tensor(self, index):
         buf = self._buf(index)
-        t = self._g.tensors[index]
+        t = self._tl[index]
         if not _MICRO:
-            try:
-                import numpy as np
-            except ImportError:
-                np = None
-            if np is not None:
-                from edgepoi.infer import backends
-                return backends.np_view(np, t, buf).copy()
+            from edgepoi.infer import backends
+            a = backends.np_get(t, buf)
+            if a is not None:
+                return a
         off = self._raw.get(index)
         if off is not None:
             return array.array("b", self._arena[off:off + t.nbytes()])

@@ -14,8 +14,12 @@ Constant tensors expose ``data``: a memoryview slice of the model buffer (no cop
 position in the file. When the model is a signed-byte buffer (``memoryview.cast('b')`` or
 ``array('b')``, what the Interpreter uses on CPython) int8 slices read as signed values directly.
 Every structural problem raises ``ModelError`` (a ValueError) naming the op / tensor and the fault.
+
+``g.tensors`` / ``g.operators`` are read-only sequences decoding each object from its table when
+indexed (no per-tensor objects stay on a small heap). ``Model(FileBuf(f, size))`` parses a file that
+stays on disk: constants are then ``Const`` objects (``len``, ``read``, ``readinto``).
 """
-import struct
+import array
 import sys
 
 _MICRO = sys.implementation.name == "micropython"
@@ -49,14 +53,15 @@ class Tensor:
         if not pos:
             return []
         n = self.nq if k else 1
-        return [struct.unpack_from(fmt, self._fb.data, pos + i * size)[0] for i in range(n)]
+        fb = self._fb
+        return [fb.unpack(fmt, pos + i * size) for i in range(n)]
 
     @property
     def name(self):
         pos, n = self._q[0], 0
         if pos:
-            n = struct.unpack_from("<I", self._fb.data, pos - 4)[0]
-        return str(bytes(self._fb.data[pos:pos + n]), "utf-8") if n else ""
+            n = self._fb.unpack("<I", pos - 4)
+        return str(self._fb.bytes(pos, n), "utf-8") if n else ""
 
     @property
     def scales(self):
@@ -80,15 +85,15 @@ class Tensor:
 
     @property
     def scale(self):
-        return struct.unpack_from("<f", self._fb.data, self._q[1])[0] if self._q[1] else 0.0
+        return self._fb.unpack("<f", self._q[1]) if self._q[1] else 0.0
 
     @property
     def scale_bits0(self):
-        return struct.unpack_from("<I", self._fb.data, self._q[1])[0] if self._q[1] else 0
+        return self._fb.unpack("<I", self._q[1]) if self._q[1] else 0
 
     @property
     def zero_point(self):
-        return struct.unpack_from("<q", self._fb.data, self._q[2])[0] if self._q[2] else 0
+        return self._fb.unpack("<q", self._q[2]) if self._q[2] else 0
 
     def numel(self):
         n = 1
@@ -118,6 +123,33 @@ class Operator:
         raise ModelError("op %d (%s): %s" % (self.index, self.name, msg))
 
 
+class Tensors:
+    """The tensors (or operators) of a subgraph as a read-only sequence: each ``Tensor`` /
+    ``Operator`` is decoded from its table when indexed (a few hundred bytes per object would
+    otherwise stay on a small heap). Parsing validated every one of them already."""
+
+    def __init__(self, model, fb, positions, nt=-1):
+        self._m = model
+        self._fb = fb
+        self._nt = nt  # operators: the subgraph's tensor count; -1: tensors
+        self._pos = array.array("I", positions) if positions else array.array("I")
+
+    def __len__(self):
+        return len(self._pos)
+
+    def __getitem__(self, i):
+        n = len(self._pos)
+        i = i + n if i < 0 else i
+        if not 0 <= i < n:
+            raise IndexError("tensor index out of range")
+        t = Table(self._fb, self._pos[i])
+        return self._m._read_tensor(t, i) if self._nt < 0 else self._m._read_op(t, i, self._nt)
+
+    def __iter__(self):
+        for i in range(len(self._pos)):
+            yield self[i]
+
+
 class Subgraph:
     def __init__(self):
         self.name = ""
@@ -127,19 +159,46 @@ class Subgraph:
         self.operators = []
 
 
+class Const:
+    """A constant tensor's bytes left in the model file (``FileBuf``): ``len``, ``read``, ``readinto``."""
+
+    def __init__(self, fb, offset, n):
+        self.fb = fb
+        self.offset = offset
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def read(self, start=0, n=-1):
+        """A copy of n bytes (all by default) from start."""
+        return self.fb.bytes(self.offset + start, n if n >= 0 else self.n - start)
+
+    def readinto(self, buf, start=0):
+        self.fb.readinto(self.offset + start, buf)
+
+
 class Model:
-    """A parsed .tflite model. ``data`` is kept and sliced, never copied."""
+    """A parsed .tflite model. ``data`` is kept and sliced, never copied.
+
+    ``data`` may also be a ``FileBuf`` (the file stays on disk): constant tensors are then ``Const``
+    objects read on demand and ``self.data`` is None.
+    """
 
     def __init__(self, data):
-        fb = FlatBuf(data)
-        self.data = data
-        if len(data) >= 8 and bytes(data[4:8]) != b"TFL3":
-            fb.fail("not a TFLite flatbuffer (identifier %r, expected b'TFL3')" % bytes(data[4:8]))
+        fb = data if isinstance(data, FlatBuf) else FlatBuf(data)
+        self.data = fb.data
+        if fb.n >= 8 and fb.bytes(4, 4) != b"TFL3":
+            fb.fail("not a TFLite flatbuffer (identifier %r, expected b'TFL3')" % fb.bytes(4, 4))
         root = fb.root()
         self.version = root.scalar(0, "<I", 0)
         self.description = root.string(3)
+        self._fb = fb
         self.buffer_offsets = []
-        self.buffers = [_read_buffer(fb, b, k, self.buffer_offsets) for k, b in enumerate(root.tables(4))]
+        self._buffer_sizes = []  # buffers are sliced / wrapped on demand (no object per buffer)
+        start, n = root.vector(4, 4)
+        for k in range(n):
+            _read_buffer(fb, Table(fb, fb.deref(start + 4 * k)), k, self.buffer_offsets, self._buffer_sizes)
         self.opcodes = [_read_opcode(t) for t in root.tables(1)]
         self.metadata = {}
         for t in root.tables(6):
@@ -148,28 +207,44 @@ class Model:
         if not self.subgraphs:
             fb.fail("model has no subgraph")
 
+    @property
+    def buffers(self):
+        """Each buffer's bytes: a memoryview of the model (a ``Const`` for a FileBuf), or None."""
+        return [self._buffer(k, "") for k in range(len(self._buffer_sizes))]
+
     def _buffer(self, k, who):
-        if k >= len(self.buffers):
-            raise ModelError("%s: buffer index %d out of range (%d buffers)" % (who, k, len(self.buffers)))
-        return self.buffers[k]
+        if k >= len(self._buffer_sizes):
+            raise ModelError("%s: buffer index %d out of range (%d buffers)" % (who, k, len(self._buffer_sizes)))
+        n = self._buffer_sizes[k]
+        if not n:
+            return None
+        off, fb = self.buffer_offsets[k], self._fb
+        return memoryview(fb.data)[off:off + n] if fb.data is not None else Const(fb, off, n)
 
     def _read_subgraph(self, fb, t, k):
         g = Subgraph()
         g.name = t.string(4)
-        g.tensors = []
         start, n = t.vector(0, 4)
+        pos = []
         for i in range(n):
             if _MICRO and i % 8 == 0:
                 _collect()
-            g.tensors.append(self._read_tensor(Table(fb, fb.deref(start + 4 * i)), i))
-        nt = len(g.tensors)
+            p = fb.deref(start + 4 * i)
+            self._read_tensor(Table(fb, p), i)  # validates; kept as its table position only
+            pos.append(p)
+        g.tensors = Tensors(self, fb, pos)
+        nt = n
         g.inputs = _indices(t.scalars(1, "<i"), nt, "subgraph %d inputs" % k, False)
         g.outputs = _indices(t.scalars(2, "<i"), nt, "subgraph %d outputs" % k, False)
         start, n = t.vector(3, 4)
+        pos = []
         for i in range(n):
             if _MICRO and i % 8 == 0:
                 _collect()
-            g.operators.append(self._read_op(Table(fb, fb.deref(start + 4 * i)), i, nt))
+            p = fb.deref(start + 4 * i)
+            self._read_op(Table(fb, p), i, nt)
+            pos.append(p)
+        g.operators = Tensors(self, fb, pos, nt)
         return g
 
     def _read_tensor(self, t, i):
@@ -210,8 +285,8 @@ class Model:
                 z_pos = 0
         if name_len:
             try:
-                str(bytes(t.fb.data[name_pos:name_pos + name_len]), "utf-8")
-            except Exception:  # noqa: BLE001 - any decoding problem is a model error
+                str(t.fb.bytes(name_pos, name_len), "utf-8")
+            except (UnicodeError, ValueError):  # a decoding problem (not MemoryError) is a model error
                 raise ModelError("%s: name is not UTF-8" % who)
         x._q = (name_pos if name_len else 0, s_pos if x.nq else 0, z_pos)
         return x
@@ -242,7 +317,7 @@ def _collect():
 def opcodes_of(data):
     """Builtin opcodes listed in a model (cheap: reads only operator_codes); [] if unreadable."""
     try:
-        root = FlatBuf(data).root()
+        root = (data if isinstance(data, FlatBuf) else FlatBuf(data)).root()
         return [_read_opcode(t)[0] for t in root.tables(1)]
     except ModelError:
         return []
@@ -262,22 +337,16 @@ def _read_opcode(t):
     return max(dep, code), t.string(1), t.scalar(2, "<i", 1)
 
 
-def _read_buffer(fb, t, k, offsets):
+def _read_buffer(fb, t, k, offsets, sizes):
     start, n = t.bytes_range(0)
     offsets.append(start)
+    sizes.append(n)
     if n:
-        return memoryview(fb.data)[start:start + n]
+        return
     off = t.scalar(1, "<Q", 0)
     size = t.scalar(2, "<Q", 0)
     if off > 1:  # >2 GB format: data stored after the flatbuffer, offset from the file start
         if off + size > fb.n:
             fb.fail("buffer %d: offset %d + size %d beyond the %d-byte file" % (k, off, size, fb.n))
         offsets[-1] = off
-        return memoryview(fb.data)[off:off + size]
-    return None
-
-
-def unpack_list(fmt, data):
-    """Decode a constant tensor's little-endian bytes into a list (fmt like '<i')."""
-    size = struct.calcsize(fmt)
-    return [struct.unpack_from(fmt, data, k * size)[0] for k in range(len(data) // size)]
+        sizes[-1] = size

@@ -67,12 +67,20 @@ def op_state(p):
     views of the state's arrays (same values, indexable like the lists, so the reference op still
     reads them; the arrays stay alive in p["_viper"]): the heap holds them once, in 12 bytes per
     channel instead of ~24 for three lists."""
-    q = rq_state(p["bias"], p["mults"], p["shifts"], p["out_offset"], p["act_min"], p["act_max"])
     n = len(p["mults"])
+    if all(_is_i32(p[k]) for k in ("bias", "mults", "shifts")):  # prepare's array('i'): used as they are
+        head = _fill((WRAP, SPLIT, n, p["out_offset"], p["act_min"], p["act_max"], 1 << 30, 0), Q_HDR)
+        return head, p["bias"], p["mults"], p["shifts"]
+    q = rq_state(p["bias"], p["mults"], p["shifts"], p["out_offset"], p["act_min"], p["act_max"])
     p["bias"] = _i32(q[1], 0, n)
     p["mults"] = _i32(q[2], 0, n)
     p["shifts"] = _i32(q[3], 0, n)
     return q
+
+
+def _is_i32(a):
+    """An array of 4-byte items (MicroPython arrays have no typecode: measure one item)."""
+    return isinstance(a, array.array) and len(a) > 0 and len(bytes(a[:1])) == 4
 
 
 def scratch(npat, nacc):

@@ -7,11 +7,16 @@ contiguous dot product with it, weight bytes read as ``b ^ 128`` = w + 128 and t
 requantization (``_vq.requant``). 16x8 models use the reference op. Bit-exact with
 ``edgepoi.infer.ops.fully_connected``.
 
+``eval_rows`` computes a slice of the output units from just their weight rows: the Interpreter streams
+a large layer's weights from the model file in row chunks (``stream_weights``).
+
 Usage (the Interpreter does this for backend "viper")::
 
     from edgepoi.infer.fast_viper import fully_connected
     fully_connected.eval(params, bufs)
 """
+import array
+
 import micropython
 
 from edgepoi.infer.fast_viper import _vq
@@ -24,19 +29,36 @@ def _build(p):
     if p.get("int16"):
         return None
     geo = _vq.ints([_vq.WRAP, p["batches"], p["depth"], p["units"], p["in_offset"] - 128,
-                    p["w_offset"] - 128, CHUNK])
+                    p["w_offset"] - 128, CHUNK, 0, p["units"]])
     q = _vq.op_state(p)
     return geo, q, p["depth"], p["units"]
 
 
 def eval(p, bufs):
+    eval_rows(p, bufs, 0, p["units"])
+
+
+def eval_rows(p, bufs, u0, u1):
+    """Units u0..u1-1 only, bufs[1] holding just their weight rows (streamed weights)."""
     st = _vq.cached(p, _build)
     if st is None:
-        _ref.eval(p, bufs)
+        _ref.eval_rows(p, bufs, u0, u1)
         return
     geo, q, depth, units = st
     pat, acc = _vq.scratch(min(depth, CHUNK), units)
+    if u0 == 0 and u1 == units:
+        geo[7], geo[8] = 0, units
+    else:  # a slice of the requant state: header with n = u1 - u0, per-channel arrays from u0
+        geo[7], geo[8] = u0, u1 - u0
+        head = bytearray(q[0])
+        _vq._i32(head, 2, 1)[0] = u1 - u0
+        q = (head, _from(q[1], u0), _from(q[2], u0), _from(q[3], u0))
     _fc(bufs[0], bufs[1], bufs[-1], geo, (pat, acc, q))
+
+
+def _from(a, u0):
+    """int32 values of a (array('i') or bytearray) from index u0, without a copy."""
+    return memoryview(a)[u0 if isinstance(a, array.array) else 4 * u0:]
 
 
 @micropython.viper
@@ -49,6 +71,8 @@ def _fc(x, w, y, geo, ctx) -> int:
     xadd = (int(g[4]) << wrap) >> wrap
     wadd = (int(g[5]) << wrap) >> wrap
     chunk = int(g[6])
+    u0 = int(g[7])
+    nu = int(g[8])
     accb = ctx[1]
     q = ctx[2]
     qh = q[0]
@@ -61,7 +85,7 @@ def _fc(x, w, y, geo, ctx) -> int:
     px = ptr8(x)
     wbase = int(ptr8(w))
     for b in range(batches):
-        for u in range(units):
+        for u in range(nu):
             acc[u] = 0
         c0 = 0
         while c0 < depth:
@@ -76,7 +100,7 @@ def _fc(x, w, y, geo, ctx) -> int:
                 pat[i] = v
                 ssum += v
             corr = wadd * ssum
-            for u in range(units):
+            for u in range(nu):
                 r = ptr8(wbase + u * depth + c0)
                 pp = ptr32(patp)
                 a = 0
@@ -96,5 +120,5 @@ def _fc(x, w, y, geo, ctx) -> int:
                     i += 1
                 acc[u] = int(acc[u]) + a + corr
             c0 += k
-        _vq.requant(accb, y, b * units, qh, qb, qm, qs)
+        _vq.requant(accb, y, b * units + u0, qh, qb, qm, qs)
     return 0

@@ -7,7 +7,9 @@ Every supported builtin op has a module ``edgepoi/infer/ops/<name>.py`` exposing
     ``.outputs``, ``.options`` dict); ``tensors`` is the subgraph's list of ``model.Tensor``
     (``.shape``, ``.type``, ``.nq``, ``.scales``/``.scale_bits``/``.zero_points`` (lists decoded on each
     access: read once), ``.scale``/``.scale_bits0``/``.zero_point``, ``.qdim``, ``.data`` for
-    constants). It validates types, shapes and quantization (raising ``ModelError`` naming the op,
+    constants: read it through ``common.const`` / ``common.row_sums``, since with streamed weights it
+    is a ``model.Const`` still in the file). Per-channel multipliers/shifts/biases are ``array('i')``
+    (``common.ints``). It validates types, shapes and quantization (raising ``ModelError`` naming the op,
     its index and the fault) and returns ``params``: a plain dict whose fields are documented at the
     top of each op module. Every params dict has ``"macs"`` (multiply-accumulates per invoke).
     Multipliers/shifts follow TFLM: ``shift`` > 0 is a left shift (``multiply_by_quantized_multiplier``),

@@ -5,12 +5,12 @@ params: out_shape, strides1, strides2 (broadcast strides of each input over out_
 in1_offset, in2_offset, out_offset, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift,
 act_min, act_max, count, macs.
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer.ops import nd
 from edgepoi.infer import quant
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     a = c.inp(op, tensors, 0, (c.INT8, c.INT16))
     b = c.inp(op, tensors, 1, (a.type,))
     y = c.out(op, tensors, 0, (a.type,))

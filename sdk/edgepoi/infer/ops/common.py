@@ -6,6 +6,9 @@ Usage::
     x = c.inp(op, tensors, 0, (c.INT8,))
     lo, hi = c.act_range(op, activation, out_t)
 """
+import array
+import struct
+
 from edgepoi.infer import quant, schema
 from edgepoi.infer.flatbuf import ModelError  # noqa: F401
 
@@ -38,17 +41,46 @@ def out(op, tensors, k=0, types=None):
 
 def const(op, t, what):
     """The constant data of t; fails when t is not a constant (buffer-backed) tensor."""
-    if t.data is None:
+    d = t.data
+    if d is None:
         op.fail("%s (%s) must be a constant tensor" % (what, t.name))
-    return t.data
+    return d if not hasattr(d, "readinto") else d.read()  # model.Const: still in the file
+
+
+def row_sums(op, t, rows, depth, what):
+    """Sum of the signed int8 values of each of ``rows`` rows of ``depth`` values of constant t,
+    read in small chunks when the data is still in the model file (no full copy)."""
+    d = t.data
+    if d is None:
+        op.fail("%s (%s) must be a constant tensor" % (what, t.name))
+    sums = [0] * rows
+    streamed = hasattr(d, "readinto")
+    chunk = bytearray(256) if streamed else None
+    pos, n = 0, rows * depth
+    while pos < n:
+        k = min(256, n - pos) if streamed else n
+        if streamed:
+            part = memoryview(chunk)[:k]
+            d.readinto(part, pos)
+        else:
+            part = d
+        for i in range(k):
+            v = part[i]
+            sums[(pos + i) // depth] += v - 256 if v > 127 else v  # raw views may be unsigned
+        pos += k
+    return sums
 
 
 def const_ints(op, t, what):
     """Decode a constant int32/int64 tensor into a list."""
-    from edgepoi.infer.model import unpack_list
     if t.type not in (schema.INT32, schema.INT64):
         op.fail("%s (%s) must be int32 or int64, not %s" % (what, t.name, t.type_name))
-    return unpack_list("<i" if t.type == schema.INT32 else "<q", const(op, t, what))
+    return _unpack("<i" if t.type == schema.INT32 else "<q", const(op, t, what))
+
+
+def _unpack(fmt, data):
+    size = struct.calcsize(fmt)
+    return [struct.unpack_from(fmt, data, k * size)[0] for k in range(len(data) // size)]
 
 
 def qparams(op, t, what):
@@ -89,7 +121,8 @@ def act_range(op, act, out_t):
 
 
 def channel_multipliers(op, in_t, w_t, out_t, n, per_tensor_fc=False):
-    """Per-output-channel (multipliers, shifts) as TFLM computes them (per-tensor broadcast)."""
+    """Per-output-channel (multipliers, shifts) as TFLM computes them (per-tensor broadcast): two
+    array('i') of n values."""
     isb, _ = qparams(op, in_t, "input")
     osb, _ = qparams(op, out_t, "output")
     wb = w_t.scale_bits
@@ -97,20 +130,27 @@ def channel_multipliers(op, in_t, w_t, out_t, n, per_tensor_fc=False):
         op.fail("weights (%s) are not quantized" % w_t.name)
     if len(wb) > 1 and len(wb) != n:
         op.fail("weights have %d scales for %d output channels" % (len(wb), n))
-    mults, shifts = [], []
+    mults, shifts = array.array("i", bytes(4 * n)), array.array("i", bytes(4 * n))
     try:
         if len(wb) == 1:
             fn = quant.fc_multiplier if per_tensor_fc else quant.conv_multiplier
             m, s = fn(isb, wb[0], osb)
-            mults, shifts = [m] * n, [s] * n
+            for i in range(n):
+                mults[i], shifts[i] = m, s
         else:
-            for b in wb:
-                m, s = quant.conv_multiplier(isb, b, osb)
-                mults.append(m)
-                shifts.append(s)
+            for i in range(n):
+                mults[i], shifts[i] = quant.conv_multiplier(isb, wb[i], osb)
     except ValueError as e:
         op.fail(str(e))
     return mults, shifts
+
+
+def ints(values):
+    """array('i') of values when all fit int32 (4 bytes each, no boxed ints), else the list."""
+    for v in values:
+        if not -0x80000000 <= v <= 0x7FFFFFFF:
+            return values
+    return array.array("i", values)
 
 
 def activations(op, tensors):
@@ -124,14 +164,14 @@ def activations(op, tensors):
 
 
 def bias_list(op, tensors, k, n):
-    """Decoded int32/int64 bias (list of n ints) or a list of zeros when the bias is absent."""
+    """Decoded int32/int64 bias: array('i') of n values (a list if some need int64); zeros if absent."""
     b = inp(op, tensors, k, (INT32, schema.INT64), optional=True)
     if b is None:
-        return [0] * n
+        return array.array("i", bytes(4 * n))
     vals = const_ints(op, b, "bias")
     if len(vals) != n:
         op.fail("bias has %d values for %d output channels" % (len(vals), n))
-    return vals
+    return ints(vals)
 
 
 def bias_type(op, tensors, k):

@@ -2,10 +2,10 @@
 
 params: axis, outer (product of dims before axis), inner_sizes (per input: axis dim * inner), macs.
 """
-from edgepoi.infer.ops import common as c
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     y = c.out(op, tensors, 0, (c.INT8, c.INT16, c.INT32, c.FLOAT32))
     r = len(y.shape)
     axis = op.options.get("axis", 0)

@@ -6,13 +6,13 @@ stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, in_offset, w_offset, out_offset,
 bias[oc], act_min, act_max, int16 (True for 16x8), acc64 (16x8 with int64/absent bias: TFLM then
 requantizes with the int64 MultiplyByQuantizedMultiplier; with int32 bias, the int32 one), macs.
 """
-from edgepoi.infer.ops import common as c
-from edgepoi.infer.ops import geometry
 from edgepoi.infer.quant import multiply_by_quantized_multiplier as _mbqm
 from edgepoi.infer.quant import multiply_by_quantized_multiplier64 as _mbqm64
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
+    from edgepoi.infer.ops import geometry
     x, y, wide = c.activations(op, tensors)
     w = c.inp(op, tensors, 1, (c.INT8,))
     n, h, wd, ch = c.rank(op, x, 4, "input")

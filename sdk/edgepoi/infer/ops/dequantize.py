@@ -4,10 +4,10 @@ params: scale (float32 value), zero_point, count, macs.
 """
 import struct
 
-from edgepoi.infer.ops import common as c
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0, (c.INT8, c.INT16))
     y = c.out(op, tensors, 0, (c.FLOAT32,))
     c.same_shape(op, x, y)

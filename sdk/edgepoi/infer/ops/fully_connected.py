@@ -6,12 +6,12 @@ depth (accumulation depth), units (output channels), macs, bias[oc] (the model's
 folded_bias[oc] = bias + in_offset * sum(w + w_offset) over the row, so eval accumulates (w + w_offset) * x.
 int16 (True for 16x8). Weights are [units, depth] row-major; input is flattened to [batches, depth].
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer.quant import multiply_by_quantized_multiplier as _mbqm
 from edgepoi.infer.quant import multiply_by_quantized_multiplier64 as _mbqm64
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x, y, wide = c.activations(op, tensors)
     w = c.inp(op, tensors, 1, (c.INT8,))
     if op.options.get("weights_format", 0) != 0:
@@ -31,15 +31,9 @@ def prepare(op, tensors):
     mults, shifts = c.channel_multipliers(op, x, w, y, units, per_tensor_fc=True)
     # sum_i (w + w_off)(x + in_off) = sum_i (w + w_off) x + in_off * sum_i (w + w_off): the second
     # term is a constant folded into the bias
-    data = c.const(op, w, "weights")
+    sums = c.row_sums(op, w, units, depth, "weights")
     bias = c.bias_list(op, tensors, 2, units)
-    folded = []
-    for u in range(units):
-        s = 0
-        for i in range(u * depth, (u + 1) * depth):
-            v = data[i]
-            s += (v - 256 if v > 127 else v) - wzp  # the raw view may be unsigned (MicroPython)
-        folded.append(bias[u] - izp * s)
+    folded = c.ints([bias[u] - izp * (sums[u] - wzp * depth) for u in range(units)])
     lo, hi = c.act_range(op, op.options.get("activation", 0), y)
     return {"in_offset": -izp, "w_offset": -wzp, "out_offset": ozp, "mults": mults, "shifts": shifts,
             "bias": bias, "folded_bias": folded, "act_min": lo, "act_max": hi, "int16": wide,
@@ -47,6 +41,11 @@ def prepare(op, tensors):
 
 
 def eval(p, bufs):
+    eval_rows(p, bufs, 0, p["units"])
+
+
+def eval_rows(p, bufs, u0, u1):
+    """Output units u0..u1-1 only, bufs[1] holding just their weight rows (streamed weights)."""
     x, w, y = bufs[0], bufs[1], bufs[-1]
     depth, units = p["depth"], p["units"]
     woff, ooff = p["w_offset"], p["out_offset"]
@@ -55,8 +54,8 @@ def eval(p, bufs):
     mb = _mbqm64 if p["int16"] else _mbqm
     for b in range(p["batches"]):
         xb = b * depth
-        for u in range(units):
-            wb = u * depth - xb
+        for u in range(u0, u1):
+            wb = (u - u0) * depth - xb
             acc = bias[u]
             if woff:
                 for i in range(xb, xb + depth):

@@ -3,12 +3,12 @@
 params: in_zp, mult, shift (input scale * 2**27 as frexp multiplier), radius, count, macs.
 The same params serve TANH (ops/tanh.py), whose output has zero point 0.
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer import fixedpoint as fp
 from edgepoi.infer import quant
 
 
 def prepare(op, tensors, out_zp=-128):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0, (c.INT8,))
     y = c.out(op, tensors, 0, (c.INT8,))
     c.same_shape(op, x, y)

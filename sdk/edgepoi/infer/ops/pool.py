@@ -3,11 +3,11 @@
 params: in_shape [n,h,w,c], out_shape [n,oh,ow,c], filter_h, filter_w, stride_h, stride_w, pad_h,
 pad_w, act_min, act_max, macs (one per window element).
 """
-from edgepoi.infer.ops import common as c
-from edgepoi.infer.ops import geometry
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
+    from edgepoi.infer.ops import geometry
     x = c.inp(op, tensors, 0, (c.INT8, c.INT16))
     y = c.out(op, tensors, 0, (x.type,))
     n, h, wd, ch = c.rank(op, x, 4, "input")

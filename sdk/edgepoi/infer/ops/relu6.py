@@ -3,11 +3,11 @@ no rescaling (TFLM ignores the output quantization here).
 
 params: lower, upper, count, macs.
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer import quant
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0, (c.INT8,))
     y = c.out(op, tensors, 0, (c.INT8,))
     c.same_shape(op, x, y)

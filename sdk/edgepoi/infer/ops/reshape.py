@@ -2,10 +2,10 @@
 
 params: count (elements), macs = 0.
 """
-from edgepoi.infer.ops import common as c
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0)
     y = c.out(op, tensors, 0, (x.type,))
     if c.numel(x.shape) != c.numel(y.shape):

@@ -5,12 +5,12 @@ differences, Q12 accumulation, fixed-point reciprocal.
 params: outer (rows), depth (last dim), input_multiplier, input_left_shift, diff_min, out_min, out_max
 (output type range), out_bits (8 or 16), macs.
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer import quant
 from edgepoi.infer import fixedpoint as fp
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0, (c.INT8,))
     y = c.out(op, tensors, 0, (c.INT8, c.INT16))
     c.same_shape(op, x, y)

@@ -3,7 +3,6 @@
 params: in_shape, starts, stops, strides (resolved per input dim), count, macs.
 Ellipsis and new-axis masks are not supported (TFLM rejects them too).
 """
-from edgepoi.infer.ops import common as c
 
 
 def _clamp(v, lo, hi):
@@ -11,6 +10,7 @@ def _clamp(v, lo, hi):
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0, (c.INT8, c.INT16, c.INT32, c.FLOAT32))
     begin = c.const_ints(op, c.inp(op, tensors, 1), "begin")
     end = c.const_ints(op, c.inp(op, tensors, 2), "end")

@@ -4,7 +4,6 @@ params: batch, n_input, n_filter, n_unit, n_memory, rank, in_zp, state_zp, out_z
 (input * feature weights -> state), mult2, shift2 (state * time weights -> output), state_min,
 state_max, state_mask (type range - 1, for the wrap), bias[n_unit], macs. The activation state (input 4) is a variable tensor updated in place.
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer import quant
 
 
@@ -15,6 +14,7 @@ def _scale(op, a, b, d):
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0, (c.INT8,))
     wf = c.inp(op, tensors, 1, (c.INT8,))
     wt = c.inp(op, tensors, 2, (c.INT8, c.INT16))

@@ -2,11 +2,11 @@
 
 params: out_shape, in_strides_perm (input stride of each output dim), count, macs.
 """
-from edgepoi.infer.ops import common as c
 from edgepoi.infer.ops import nd
 
 
 def prepare(op, tensors):
+    from edgepoi.infer.ops import common as c
     x = c.inp(op, tensors, 0)
     perm = c.const_ints(op, c.inp(op, tensors, 1), "perm")
     y = c.out(op, tensors, 0, (x.type,))
