@@ -72,14 +72,17 @@ def test_each_bad_attestation_is_rejected_with_its_reason(broker, node, tmp_path
         forged[-1] ^= 0x40                                   # signature byte flipped
         pub.send("dev-a", bytes(forged))
         pub.send("dev-x", stranger.attest())                 # key nobody registered
-        pub.send("dev-a", m1)                                # replay of an accepted message
+        pub.send("dev-a", m1)                                # a byte-identical redelivery: idempotent
+        old = attest.Attester(a.key, "dev-a", MemoryCounter(1), attest.MemoryStore())
+        pub.send("dev-a", old.attest(MODEL, b"\x33" * 32, b"\x09", 5, "ref", True, *node.beacon))  # seq 1 again
         pub.send("dev-b", b.attest(epoch=99, nonce=b"\x00" * 16))  # not a beacon we published
         # dev-a's counter is at 4 now (3 was forged): a message claiming seq 4 but chaining to seq 1
         a.att.prev = attest.digest(m1)
         a.att.counter = MemoryCounter(3)
         pub.send("dev-a", a.attest())                        # seq 3 after 2, wrong prev: chain_broken
         pub.send("dev-a", b"\xd2\x84garbage")
-        assert _wait(lambda: node.stats()["rejected"] == 6), node.stats()
+        assert _wait(lambda: node.stats()["rejected"] == 6), (node.stats()["rejected_by_reason"], node.counters)
+        assert node.counters["duplicates"] == 1
         s = node.stats()
         assert s["rejected_by_reason"] == {"bad_signature": 1, "unknown_key": 1, "replayed": 1,
                                            "stale_nonce": 1, "chain_broken": 1, "malformed": 1}

@@ -97,6 +97,7 @@ class EdgeNode:
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(0.1, 2.0)
 
@@ -112,7 +113,11 @@ class EdgeNode:
         client.subscribe([(prefix + t, mqtt.SubscribeOptions(qos=1)) for t in TOPICS])
         for topic, payload, retain in self._retained[-1:]:
             client.publish(topic, payload, qos=1, retain=retain)
-        self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None):
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("broker refused a subscription of the edge node: %s", reason_codes)
+        self.connected.set()  # subscribed: from now on nothing published to the devices' topics is missed
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         self.connected.clear()
