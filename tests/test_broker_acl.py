@@ -174,10 +174,12 @@ def test_device_reads_only_its_own_commands_and_the_beacon(secured):
     b.publish("edgepoi/v1/dev-b/telemetry", b"b's telemetry")
     edge.publish("edgepoi/v1/edge/beacon", b"beacon", retain=True)
     edge.publish("edgepoi/v1/dev-a/config", b"cfg", retain=True)
+    edge.publish("edgepoi/v1/dev-b/ack", b"b's ack")
+    edge.publish("edgepoi/v1/dev-a/ack", b"a's ack")       # the edge node's store acknowledgements
     edge.publish("edgepoi/v1/dev-a/cmd/reveal", b"for a")
     got = set(a.until("edgepoi/v1/dev-a/cmd/reveal"))
     assert got == {("edgepoi/v1/edge/beacon", b"beacon"), ("edgepoi/v1/dev-a/config", b"cfg"),
-                   ("edgepoi/v1/dev-a/cmd/reveal", b"for a")}
+                   ("edgepoi/v1/dev-a/ack", b"a's ack"), ("edgepoi/v1/dev-a/cmd/reveal", b"for a")}
     late = secured.client("dev-a", cid="late-a")           # retained messages obey the ACL too
     assert not late.connect().is_failure
     late.subscribe("edgepoi/v1/+/config")

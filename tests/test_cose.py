@@ -126,21 +126,6 @@ def test_off_curve_public_key_is_refused_on_both_paths(key):
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(pub))
 
 
-def test_verification_throughput_meets_target(key):
-    """Target 10,000 ES256 verifications/s on one core (the whole verify1, CBOR included); the
-    assertion is relaxed to half because the test machine is shared; benchmarks/attest.py reports it."""
-    import time
-    msg = cose.sign1(os.urandom(300), key)
-    pub = key.public_key()
-    n, best = 1000, 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(n):
-            cose.verify1(msg, pub)
-        best = max(best, n / (time.perf_counter() - t))
-    assert best > 5000, best
-
-
 FUZZ_KEY = p256.keygen()
 FUZZ_PUB = p256.public_key(FUZZ_KEY)
 

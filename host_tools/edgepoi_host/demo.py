@@ -38,7 +38,6 @@ from edgepoi_host.runtime.ptyboard import SerialDevice
 
 MARKER = ".edgepoi-demo"             # a work folder holding this was made by the demo: it may be wiped
 KEEP = ("models", MARKER)            # what a new run keeps: the model is trained once
-EDGE_ACK_RULE = "topic write edgepoi/v1/+/ack"
 # What the view subscribes to: all but the edge's per-record acks, which would double the stream's lines.
 TOPICS = ("edgepoi/v1/+/status", "edgepoi/v1/+/telemetry", "edgepoi/v1/+/attest", "edgepoi/v1/+/cmd/#",
           "edgepoi/v1/edge/beacon")
@@ -77,17 +76,6 @@ def _fresh(workdir):
         path = os.path.join(workdir, name)
         shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
     open(os.path.join(workdir, MARKER), "w").close()
-
-
-def _edge_may_ack(acl_path):
-    """The edge node publishes ``edgepoi/v1/<id>/ack``; an ACL without that rule makes Mosquitto drop its
-    MQTT 5 session at every ack. Adds the rule to the edge user's rules when ``acl_text`` lacks it."""
-    with open(acl_path) as f:
-        text = f.read()
-    if EDGE_ACK_RULE not in text:
-        anchor = "topic write edgepoi/v1/+/cmd/+\n"
-        with open(acl_path, "w") as f:
-            f.write(text.replace(anchor, anchor + EDGE_ACK_RULE + "\n", 1))
 
 
 class Demo:
@@ -129,7 +117,6 @@ class Demo:
             self.say("model", "training the demo model, an int8 spike detector (first run only)")
         self.model = demo_model.ensure(self.path("models", "anomaly.tflite"))
         prov.update_broker_files(self.creds, [])
-        _edge_may_ack(os.path.join(self.creds, "acl"))
         self.edge_user = prov.read_credentials(self.creds, "edge")
         conf = "password_file %s\nacl_file %s" % (os.path.join(self.creds, "passwd"),
                                                  os.path.join(self.creds, "acl"))
@@ -192,7 +179,6 @@ class Demo:
                 r.seconds, len(r.sync.sent), r.wire_bytes), dev)
 
     def _reload(self):
-        _edge_may_ack(os.path.join(self.creds, "acl"))
         os.kill(self.broker.proc.pid, signal.SIGHUP)        # Mosquitto re-reads its password file and ACL
 
     # -- watch --------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ class Agent:
                          backoff_max_ms=int(cfg.get("backoff_max_ms", 30000)))
         self.period_ms = int(float(cfg.get("period_s", 1.0)) * 1000)
         self.window = int(cfg.get("window", 16))
+        self.input_reading = cfg.get("input", "temp_c")  # the reading the model's window is made of
         self.samples = []
         self.flash_dir = flash_dir
         self.epoch, self.nonce = self._load_beacon()
@@ -178,10 +179,11 @@ class Agent:
         """Produce one record (telemetry, and an attestation when a model ran). False if paused."""
         seq = self.queue.last_id + 1
         readings = self.sensor.read()
-        first = None
-        for v in readings.values():
-            first = v
-            break
+        first = readings.get(self.input_reading)
+        if first is None:  # the sensor has no reading of that name: the first one in name order
+            for k in sorted(readings):
+                first = readings[k]
+                break
         tele = {"dev": self.dev, "seq": seq, "ts": int(time.time()), "readings": readings}
         messages = []
         att = None

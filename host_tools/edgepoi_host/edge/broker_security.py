@@ -133,6 +133,7 @@ def acl_text(devices, edge_user="edge", hass_user=None, discovery_prefix="homeas
               "topic write %s/+/config" % TOPIC_ROOT,
               "topic write %s/+/model/#" % TOPIC_ROOT,
               "topic write %s/+/state" % TOPIC_ROOT,
+              "topic write %s/+/ack" % TOPIC_ROOT,
               "topic write %s" % BEACON,
               "topic readwrite %s/#" % discovery_prefix, ""]
     if hass_user:
