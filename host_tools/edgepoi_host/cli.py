@@ -95,7 +95,7 @@ def build_parser():
     d = sub.add_parser("demo", help="broker + edge node + simulated MicroPython fleet with a live view")
     d.add_argument("--devices", type=int, default=3)
     d.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
-    d.add_argument("--period", type=float, default=1.0, help="seconds between readings per device")
+    d.add_argument("--period", type=float, default=0.5, help="seconds between readings per device")
     d.add_argument("--workdir", default=".edgepoi/demo")
     d.add_argument("--plain", action="store_true", help="one status line per second instead of a table")
     d.set_defaults(func=cmd_demo)
