@@ -57,8 +57,14 @@ def publish_all(broker, msgs):
     c.max_queued_messages_set(0)
     c.connect(broker.host, broker.port)
     c.loop_start()
-    infos = [c.publish(t, p, qos=1) for t, p in msgs]
-    for i in infos:
+    pending = []
+    for t, p in msgs:
+        pending.append(c.publish(t, p, qos=1))
+        if len(pending) >= 5000:  # keep paho's own queue bounded
+            for i in pending:
+                i.wait_for_publish(60)
+            pending = []
+    for i in pending:
         i.wait_for_publish(60)
     c.disconnect()
     c.loop_stop()
@@ -122,11 +128,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=50)
     ap.add_argument("--records", type=int, default=600, help="records per device (x2 messages)")
-    ap.add_argument("--db", default="sqlite")
+    ap.add_argument("--db", default="sqlite",
+                    help="sqlite, or a PostgreSQL server URL: the benchmark creates and drops its own database")
     ap.add_argument("--kill", action="store_true", help="SIGKILL the edge node half way and restart it")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="edgepoi-bench-")
-    db_url = "sqlite:///" + os.path.join(work, "edge.db") if a.db == "sqlite" else a.db
+    pg_admin = None
+    if a.db == "sqlite":
+        db_url = "sqlite:///" + os.path.join(work, "edge.db")
+    else:  # a throwaway database on that server, never the server's own ones
+        import psycopg
+        import uuid
+        pg_admin = psycopg.connect(a.db, autocommit=True)
+        name = "edgepoi_bench_" + uuid.uuid4().hex[:8]
+        pg_admin.execute("CREATE DATABASE %s" % name)
+        db_url = a.db.rsplit("/", 1)[0] + "/" + name
+    try:
+        return run(a, work, db_url)
+    finally:
+        if pg_admin is not None:
+            pg_admin.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+
+def run(a, work, db_url):
     with Mosquitto(workdir=os.path.join(work, "broker")) as broker:
         # the ledger with its first beacon epoch; devices sign with that nonce
         ledger = Ledger(db_url)
