@@ -46,10 +46,17 @@ def _stems():
     return out
 
 
-def _params():
+# 301M MACs: one input takes ~60 s under the pure-Python ``ref`` backend. Its golden-input test runs ref on
+# one golden input; the random-input test runs numpy only, to keep the whole suite inside CI's budget.
+REF_GOLDEN_ONLY = ("tflm_xtensa_mobilenet_v2_int8_nchw224",)
+
+
+def _params(random=False):
     out = []
     for stem in _stems():
         for backend in BACKENDS:
+            if random and backend == "ref" and stem in REF_GOLDEN_ONLY:
+                continue
             marks = ()
             if stem in XFAIL:
                 marks = (pytest.mark.xfail(strict=True, raises=ModelError, reason=XFAIL[stem]),)
@@ -144,7 +151,7 @@ def test_golden_inputs_match_tflm_to_the_bit(backend, stem):
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("backend,stem", _params())
+@pytest.mark.parametrize("backend,stem", _params(random=True))
 def test_random_inputs_match_tflm_to_the_bit(backend, stem):
     data = model_bytes(stem)
     ours = Interpreter(model_content=data, backend=backend)
