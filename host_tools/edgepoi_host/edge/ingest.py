@@ -17,8 +17,11 @@ QoS 1 messages acknowledged (manual acks) and each device told how far its recor
 acknowledged and the ledger ignores duplicates. Nothing here raises on a bad message; it is stored as
 rejected with a reason and counted.
 
-Several edge nodes can split the load with MQTT v5 shared subscriptions (``shared="group"``: topics are
-subscribed as ``$share/group/...``; give each a distinct client id, and ``beacon=False`` to all but one).
+MQTT v5 shared subscriptions (``shared="group"``: topics subscribed as ``$share/group/...``, a distinct client
+id per node, ``beacon=False`` on all but one) let several edge nodes split the broker's load. Limitation:
+each node keeps the verifier's per-device chain state in memory, and the broker spreads one device's
+messages over the nodes, so attestation chains are only checked correctly with one node per device today
+(telemetry is fine). Coordinating chain state through the database is the missing piece.
 """
 import logging
 import queue
