@@ -117,7 +117,8 @@ def build_parser():
     e.add_argument("--client-id", default="edgepoi-edge")
     e.add_argument("--username")
     e.add_argument("--password")
-    e.add_argument("--shared", metavar="GROUP", help="MQTT v5 shared subscription group (several workers)")
+    e.add_argument("--shared", metavar="GROUP",
+                   help="MQTT v5 shared subscription group: several nodes on one ledger split the load")
     e.add_argument("--epoch-seconds", type=float, default=600.0, help="beacon epoch length")
     e.add_argument("--beacon-keep", type=int, default=2, help="beacons accepted (freshness window)")
     e.add_argument("--no-beacon", action="store_true", help="a worker that does not publish beacons")

@@ -18,10 +18,11 @@ acknowledged and the ledger ignores duplicates. Nothing here raises on a bad mes
 rejected with a reason and counted.
 
 MQTT v5 shared subscriptions (``shared="group"``: topics subscribed as ``$share/group/...``, a distinct client
-id per node, ``beacon=False`` on all but one) let several edge nodes split the broker's load. Limitation:
-each node keeps the verifier's per-device chain state in memory, and the broker spreads one device's
-messages over the nodes, so attestation chains are only checked correctly with one node per device today
-(telemetry is fine). Coordinating chain state through the database is the missing piece.
+id per node, ``beacon=False`` on all but one) let several edge nodes on one ledger split the broker's load.
+The broker spreads a device's messages over the nodes, so in this mode each node reads the device's chain
+state from the database before checking an attestation, holds one that arrives before its predecessor was
+stored by another node and re-checks it as the database moves, never moves ``chain_state`` backwards, and
+requires a device's first attestation to start its chain (prev = zeros).
 """
 import logging
 import queue
@@ -75,7 +76,7 @@ class EdgeNode:
                                    audit_timeout)
         self.worker_args = dict(db_url=db_url, gap_timeout=gap_timeout, beacon_keep=beacon_keep,
                                 epoch_seconds=epoch_seconds, beacon=beacon,
-                                audit_rate=audit_rate if models_dir else 0.0)
+                                audit_rate=audit_rate if models_dir else 0.0, shared=bool(shared))
         self.inbox = queue.Queue()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.counters["held"] = 0

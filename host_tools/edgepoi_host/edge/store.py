@@ -132,7 +132,8 @@ class Ledger:
             if chains:
                 d.executemany("INSERT INTO chain_state (device_id, last_seq, last_hash) VALUES (?, ?, ?) "
                               "ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq, "
-                              "last_hash = excluded.last_hash", chains)
+                              "last_hash = excluded.last_hash WHERE excluded.last_seq > chain_state.last_seq",
+                              chains)
             if acks:
                 d.executemany("INSERT INTO device_acks (device_id, upto) VALUES (?, ?) "
                               "ON CONFLICT (device_id) DO UPDATE SET upto = excluded.upto", acks)
@@ -142,6 +143,10 @@ class Ledger:
     def chain_states(self):
         return {r[0]: (r[1], bytes(r[2])) for r in
                 self.db.query("SELECT device_id, last_seq, last_hash FROM chain_state")}
+
+    def chain_state(self, device_id):
+        row = self.db.query_one("SELECT last_seq, last_hash FROM chain_state WHERE device_id = ?", (device_id,))
+        return (row[0], bytes(row[1])) if row else None
 
     def device_ack(self, device_id):
         return self.db.scalar("SELECT upto FROM device_acks WHERE device_id = ?", (device_id,))

@@ -90,8 +90,12 @@ class BeaconPolicy:
 
 class AttestationGate:
     def __init__(self, registry, chain_states, beacon_policy=None, gap_timeout=30.0, max_held=1000,
-                 flagged=(), stored_hash=None):
+                 flagged=(), stored_hash=None, fresh_state=None):
         self.stored_hash = stored_hash  # function(device_id, seq) -> msg hash already accepted, or None
+        # Several edge nodes on one ledger (shared subscriptions): function(device_id) -> the chain state in
+        # the database, which another node may have moved. Then a device's first attestation must start its
+        # chain (prev = zeros): a node cannot tell a late first message from one that overtook another.
+        self.fresh_state = fresh_state
         self.recent = {}                # (device_id, seq) -> hash accepted lately (also not yet committed)
         self._recent_batch = []
         self.registry = CachedRegistry(registry)
@@ -126,8 +130,30 @@ class AttestationGate:
     def take_chain_updates(self):
         return [(d, s, h) for d, (s, h) in self.state.changed.items()]
 
+    def refresh(self, device_id):
+        """Shared mode: take the chain state from the database when another node advanced it."""
+        if self.fresh_state is None:
+            return False
+        row = self.fresh_state(device_id)
+        mine = self.state.rows.get(device_id)
+        if row is not None and (mine is None or row[0] > mine[0]):
+            self.state.rows[device_id] = row
+            return True
+        return False
+
+    def refresh_held(self):
+        """Shared mode: re-check held messages whose chain another node moved. -> [(device_id, outcome)]"""
+        out = []
+        for device_id in list(self.held):
+            self.refresh(device_id)
+            released = []
+            self._release(device_id, released)
+            out.extend((device_id, o) for o in released)
+        return out
+
     def check(self, device_id, payload, at):
         out = []
+        self.refresh(device_id)
         if self._check_one(device_id, payload, at, out, hold=True):
             self._release(device_id, out)
         return out
@@ -136,9 +162,12 @@ class AttestationGate:
         """Verify one message; True when it was accepted (the device's chain moved)."""
         try:
             claims = attest.verify_attestation(payload, self.registry, self.state, self.beacons,
-                                               commit=False)
+                                               commit=False, require_genesis=self.fresh_state is not None)
         except attest.Rejection as r:
             seq = _seq_of(payload)
+            if r.reason == "chain_broken" and self.fresh_state is not None and hold and seq is not None \
+                    and self.state.get_state(device_id) is None:
+                r = attest.Rejection("sequence_gap", "waiting for the start of the chain")
             if r.reason == "replayed" and seq is not None and self._known_hash(device_id, seq) == \
                     attest.digest(payload):
                 out.append(("duplicate", seq, None, payload))  # a redelivery: idempotent
@@ -178,9 +207,11 @@ class AttestationGate:
                 payload, at = held[s]
                 try:
                     attest.verify_attestation(payload, self.registry, self.state, self.beacons,
-                                              commit=False)
+                                              commit=False, require_genesis=self.fresh_state is not None)
                 except attest.Rejection as r:
-                    if r.reason == "sequence_gap":
+                    if r.reason == "sequence_gap" or (r.reason == "chain_broken" and
+                                                      self.fresh_state is not None and
+                                                      self.state.get_state(device_id) is None):
                         continue  # still waiting for an earlier one
                 del held[s]
                 self._check_one(device_id, payload, at, out, hold=False)

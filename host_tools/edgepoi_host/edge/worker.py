@@ -59,7 +59,7 @@ class RecordAcks:
 
 class LedgerWorker:
     def __init__(self, db_url, gap_timeout=30.0, beacon_keep=2, epoch_seconds=600.0, beacon=True,
-                 audit_rate=0.0):
+                 audit_rate=0.0, shared=False):
         self.db = dblib.connect(db_url)
         self.ledger = Ledger(self.db)
         self.registry = Registry(self.db)
@@ -67,7 +67,8 @@ class LedgerWorker:
         self.epoch_seconds = epoch_seconds
         self.publishes_beacon = beacon
         self.gate = AttestationGate(self.registry, self.ledger.chain_states(), self.policy, gap_timeout,
-                                    flagged=self.registry.flagged(), stored_hash=self.ledger.attestation_hash)
+                                    flagged=self.registry.flagged(), stored_hash=self.ledger.attestation_hash,
+                                    fresh_state=self.ledger.chain_state if shared else None)
         self.acks = RecordAcks(self.ledger.device_ack)
         self.current = None
         for epoch, nonce in self.ledger.recent_beacons(beacon_keep):
@@ -75,6 +76,7 @@ class LedgerWorker:
             self.current = (epoch, nonce)
         self._next_rotation = time.monotonic() + epoch_seconds
         self._next_refresh = time.monotonic() + 1.0
+        self._next_held = time.monotonic()
         self.publish = []
         self.duplicates = 0
         self.audit_rate = audit_rate
@@ -104,14 +106,18 @@ class LedgerWorker:
         now = time.monotonic()
         if self.publishes_beacon and (self.current is None or now >= self._next_rotation):
             self.rotate()
+        released = []
+        if self.gate.fresh_state is not None and self.gate.held and now >= self._next_held:
+            self._next_held = now + 0.2
+            released = [(dev, o, time.time()) for dev, o in self.gate.refresh_held()]
         if now >= self._next_refresh:
             self._next_refresh = now + 1.0
             self.gate.flagged = self.registry.flagged()
             if self.policy is not None and not self.publishes_beacon:  # another worker owns the beacon
                 for epoch, nonce in self.ledger.recent_beacons(self.policy.keep):
                     self.policy.add(epoch, nonce)
-            return self.gate.expire()
-        return []
+            return released + self.gate.expire()
+        return released
 
     # -- one batch -----------------------------------------------------------------------------
     def process(self, batch):
