@@ -17,7 +17,7 @@ import time
 
 from edgepoi_host.edge import db as dblib
 from edgepoi_host.edge import validate
-from edgepoi_host.edge.beacon import BEACON_TOPIC
+from edgepoi_host.edge.beacon import BEACON_TOPIC, beacon_payload
 from edgepoi_host.edge.registry import Registry
 from edgepoi_host.edge.store import Ledger
 from edgepoi_host.edge.verify import FINAL_REASONS, AttestationGate, BeaconPolicy
@@ -87,9 +87,7 @@ class LedgerWorker:
 
     # -- beacons -------------------------------------------------------------------------------
     def beacon_payload(self):
-        from edgepoi import cbor
-        epoch, nonce = self.current
-        return cbor.dumps({"epoch": epoch, "nonce": nonce, "t": int(time.time())})
+        return beacon_payload(*self.current)
 
     def rotate(self):
         import os
