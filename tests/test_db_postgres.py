@@ -2,47 +2,26 @@
 
 PostgreSQL comes from EDGEPOI_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres, trust auth);
 the session creates its own database edgepoi_test_<random> and drops it at the end; every test gets a
-fresh schema. Without a reachable server the PostgreSQL half is skipped with one clear reason.
+fresh schema (fixtures ``pg_base_url`` and ``ledger_url`` in tests/conftest.py).
 """
 import hashlib
 import os
 import threading
-import uuid
 
 import pytest
 
 from edgepoi_host.edge import db, merkle, settle
 from edgepoi_host.edge.registry import Registry
 
-PG_ADMIN = os.environ.get("EDGEPOI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
+# The session's own PostgreSQL database and the SQLite/PostgreSQL pair come from tests/conftest.py.
 @pytest.fixture(scope="session")
-def pg_database():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip("PostgreSQL not reachable at %s (set EDGEPOI_TEST_PG): %s" % (PG_ADMIN, str(e).strip()))
-    name = "edgepoi_test_" + uuid.uuid4().hex[:10]
-    admin.execute("CREATE DATABASE %s" % name)
-    base = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield base
-    finally:
-        admin.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-        admin.close()
+def pg_database(pg_base_url):
+    return pg_base_url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return "sqlite:///" + str(tmp_path / "ledger.db")
-    base = request.getfixturevalue("pg_database")
-    schema = "t_" + uuid.uuid4().hex[:10]
-    with db.connect(base) as d:
-        d.execute("CREATE SCHEMA %s" % schema)
-    return base + "?options=-csearch_path%3D" + schema
+@pytest.fixture
+def url(ledger_url):
+    return ledger_url
 
 
 @pytest.fixture

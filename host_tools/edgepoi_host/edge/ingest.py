@@ -84,7 +84,9 @@ class EdgeNode:
         self.result_handlers = []          # callables(device_id, "cmd/<name>/result", payload)
         self.beacon_current = None
         self.connected = threading.Event()
-        self._slots = threading.Semaphore(max_outstanding)
+        self._slots = threading.Semaphore(max_outstanding)  # batches the worker has not answered yet
+        self._outstanding = 0
+        self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = []
         self._proc = None
@@ -145,6 +147,8 @@ class EdgeNode:
             while not self._slots.acquire(timeout=0.1):
                 if self._stop.is_set():
                     return
+            with self._count_lock:
+                self._outstanding += 1
             try:
                 self._conn.send(("batch", batch))
             except (OSError, ValueError):
@@ -161,11 +165,10 @@ class EdgeNode:
                 if not self._stop.is_set():
                     log.error("ledger worker died; messages stay unacknowledged at the broker")
                 return
-            if msg[0] == "failed":
-                self._slots.release()
-                continue
             _, mids, acks, counters, latest, results, audits, publish = msg
-            if mids or counters.get("received"):
+            if mids or counters.get("received"):  # the answer to a batch (not a timer-only report)
+                with self._count_lock:
+                    self._outstanding -= 1
                 self._slots.release()
             for mid in mids:
                 self.client.ack(mid, 1)
@@ -241,13 +244,10 @@ class EdgeNode:
         """Wait until everything received so far is processed (tests, clean shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.inbox.empty() and self._slots._value == self._max_slots():
+            if self.inbox.empty() and self._outstanding == 0:
                 return True
             time.sleep(0.02)
         return False
-
-    def _max_slots(self):
-        return self._slots_max if hasattr(self, "_slots_max") else 4
 
     def stop(self):
         self.client.disconnect()
