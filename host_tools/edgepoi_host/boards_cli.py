@@ -82,7 +82,7 @@ def cmd_validate(args, out):
 
 def cmd_bundle(args, out):
     res = bundle.build(args.board, args.out, config=args.config, model=args.model, native=args.native or (),
-                       exclude=args.exclude or ())
+                       exclude=args.exclude or (), romfs=args.romfs)
     b = res.board
     target = "mpy v%s %s" % (b["mpy"]["version"], b["mpy"]["arch"]) if b.get("mpy") else "python source"
     out.write("bundle for %s (%s) in %s\n" % (b["id"], target, res.out_dir))
@@ -93,6 +93,9 @@ def cmd_bundle(args, out):
     share = " (%.1f%% of %d KiB flash)" % (100.0 * res.total_bytes / flash, flash // 1024) if flash else ""
     out.write("%d files, %d bytes%s; manifest %s\n" % (len(res.files), res.total_bytes, share,
                                                      res.manifest_path))
+    if res.romfs_image:
+        out.write("ROMFS image %s: %d bytes (write it with: mpremote romfs deploy %s)\n"
+                  % (res.romfs_image, os.path.getsize(res.romfs_image), res.romfs_image))
     return 0
 
 
@@ -120,6 +123,9 @@ def build_parser():
     u.add_argument("--exclude", action="append", metavar="PATH",
                    help="leave out an sdk file or folder, e.g. edgepoi/keys/atecc608.py or edgepoi/infer/ "
                         "(repeatable)")
+    u.add_argument("--romfs", action="store_true",
+                   help="pack the compiled package into romfs.img for the board's ROMFS partition "
+                        "(MicroPython >= 1.25): its bytecode then runs from flash, not the heap")
     u.add_argument("-v", "--verbose", action="store_true", help="list every file")
     u.set_defaults(func=cmd_bundle)
     return p

@@ -15,6 +15,11 @@ The output folder is what goes onto the board's flash, as is:
     config.json, <model>    the device config and the model, when given
     manifest.json           every file's path, size and SHA-256 (the provisioning tool syncs by hash)
 
+With ``romfs=True`` the compiled ``edgepoi/`` tree goes instead into ``romfs.img``, an image for the board's
+ROMFS partition (MicroPython >= 1.25; written with ``mpremote romfs deploy``), from which the board runs
+the bytecode in place rather than loading it into its heap. The manifest names it under "romfs"; it is
+not one of the flash files.
+
 For a CPython board (a Raspberry Pi) the modules are copied as .py source and nothing is left out.
 """
 import glob
@@ -45,13 +50,15 @@ class BundleError(RuntimeError):
 
 
 class BundleResult:
-    """What build() made. Attributes: out_dir, board, files (list of manifest entries), total_bytes."""
+    """What build() made. Attributes: out_dir, board, files (list of manifest entries), total_bytes,
+    romfs_image (path or None)."""
 
     def __init__(self, out_dir, board, files):
         self.out_dir = out_dir
         self.board = board
         self.files = files
         self.total_bytes = sum(f["size"] for f in files)
+        self.romfs_image = None     # path of romfs.img when the package went into a ROMFS image
         self.manifest_path = os.path.join(out_dir, "manifest.json")
 
 
@@ -203,7 +210,10 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def build(board, out_dir, config=None, model=None, native=(), exclude=(), clean=True):
+ROMFS_IMAGE = "romfs.img"
+
+
+def build(board, out_dir, config=None, model=None, native=(), exclude=(), clean=True, romfs=False):
     """Build the bundle for board (id, alias, path or a validated dict) into out_dir.
 
     Args:
@@ -211,6 +221,7 @@ def build(board, out_dir, config=None, model=None, native=(), exclude=(), clean=
         model: path of a model file, copied under its own name.
         native: module names (e.g. "edgepoi.cbor") compiled with the native emitter for the board's arch.
         exclude: extra sdk paths to leave out ("edgepoi/keys/atecc608.py" or a folder ending in "/").
+        romfs: put the compiled package into a ROMFS image (romfs.img) instead of the flash files.
     Returns:
         BundleResult.
     Raises:
@@ -218,6 +229,8 @@ def build(board, out_dir, config=None, model=None, native=(), exclude=(), clean=
     """
     b = board if isinstance(board, dict) else get_board(board)
     mpy = b["platform"] == "micropython"
+    if romfs and not mpy:
+        raise BundleError("board %s runs CPython: ROMFS images are for MicroPython boards" % b["id"])
     if mpy:
         _, emitted = mpy_cross_version()
         if emitted != b["mpy"]["version"]:
@@ -259,6 +272,11 @@ def build(board, out_dir, config=None, model=None, native=(), exclude=(), clean=
         if not os.path.isfile(model):
             raise BundleError("model %s: no such file" % model)
         shutil.copyfile(model, os.path.join(out_dir, os.path.basename(model)))
+    if romfs:
+        from edgepoi_host.runtime.romfs import build_image
+        pkg = os.path.join(out_dir, "edgepoi")
+        build_image(pkg, os.path.join(out_dir, ROMFS_IMAGE), prefix="edgepoi")
+        shutil.rmtree(pkg)
     return write_manifest(out_dir, b, model)
 
 
@@ -268,7 +286,7 @@ def write_manifest(out_dir, b, model=None):
         for n in names:
             p = os.path.join(root, n)
             rel = os.path.relpath(p, out_dir).replace(os.sep, "/")
-            if rel != "manifest.json":
+            if rel not in ("manifest.json", ROMFS_IMAGE):
                 files.append({"path": rel, "size": os.path.getsize(p), "sha256": sha256_file(p)})
     files.sort(key=lambda e: e["path"])
     res = BundleResult(out_dir, b, files)
@@ -277,6 +295,10 @@ def write_manifest(out_dir, b, model=None):
            "files": files}
     if b["platform"] == "micropython":
         man["mpy_cross"] = mpy_cross_version()[0]
+    img = os.path.join(out_dir, ROMFS_IMAGE)
+    if os.path.isfile(img):
+        res.romfs_image = img
+        man["romfs"] = {"path": ROMFS_IMAGE, "size": os.path.getsize(img), "sha256": sha256_file(img)}
     tmp = res.manifest_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(man, f, indent=1, sort_keys=True)

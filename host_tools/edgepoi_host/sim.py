@@ -22,8 +22,9 @@ from edgepoi_host.runtime.micropython import MicroPython
 
 
 class SimDevice:
-    def __init__(self, device_id, flash_dir, config, heapsize="96K", bundle_dir=None):
+    def __init__(self, device_id, flash_dir, config, heapsize="96K", bundle_dir=None, romfs=None):
         self.device_id = device_id
+        self.romfs = romfs          # the board's ROMFS partition image (the package's bytecode), or None
         self.bundle_dir = bundle_dir
         self.flash_dir = flash_dir
         self.config = config
@@ -33,10 +34,11 @@ class SimDevice:
 
     def start(self):
         if not os.path.exists(os.path.join(self.flash_dir, "main.py")):  # first power-on: flash it
-            shutil.copytree(self.bundle_dir, self.flash_dir, dirs_exist_ok=True)
+            shutil.copytree(self.bundle_dir, self.flash_dir, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("romfs.img"))
         with open(os.path.join(self.flash_dir, "config.json"), "w") as f:
             json.dump(self.config, f)
-        mp = MicroPython(heapsize=self.heapsize, sdk=False, path=[self.flash_dir])
+        mp = MicroPython(heapsize=self.heapsize, sdk=False, path=[self.flash_dir], romfs=self.romfs)
         self._log = open(self.log_path, "ab")
         # as on a board: boot.py, then main.py
         self.proc = mp.spawn(["-c", "import boot\nimport main\nmain.main()"], cwd=self.flash_dir,
@@ -79,14 +81,16 @@ class Fleet:
             ``public_keys()`` then returns what the edge node's registry needs.
         backend: inference backend on the device ("ref", "viper", "auto").
         extra: more config keys for every device (e.g. {"keepalive": 5}).
+        romfs: run the package's bytecode in place from a ROMFS image (as a board with a ROMFS partition
+            does) instead of loading the .mpy files from flash into the heap.
     """
 
     def __init__(self, broker_url, count=3, workdir=None, period_s=1.0, messages=0, prefix="sim",
-                 heapsize="96K", model=None, attest=False, backend="auto", extra=None):
+                 heapsize="96K", model=None, attest=False, backend="auto", extra=None, romfs=False):
         host, port, _ = parse_broker_url(broker_url)
         from edgepoi_host import bundle
         self.workdir = workdir or tempfile.mkdtemp(prefix="edgepoi-fleet-")
-        self.bundle = bundle.build("unix", os.path.join(self.workdir, "bundle"), model=model)
+        self.bundle = bundle.build("unix", os.path.join(self.workdir, "bundle"), model=model, romfs=romfs)
         self.heapsize = heapsize
         self.devices = []
         for i in range(count):
@@ -100,7 +104,7 @@ class Fleet:
                 cfg["key"] = "file:key.pem"
             cfg.update(extra or {})
             self.devices.append(SimDevice(dev_id, os.path.join(self.workdir, dev_id), cfg, heapsize,
-                                          self.bundle.out_dir))
+                                          self.bundle.out_dir, self.bundle.romfs_image))
 
     def public_keys(self):
         """Have each device create its key in its own flash (as provisioning does) and read back the
@@ -111,8 +115,9 @@ class Fleet:
                 "print('PUB', binascii.hexlify(open_key(%r).public_key()).decode())")
         for d in self.devices:
             if not os.path.exists(os.path.join(d.flash_dir, "main.py")):
-                shutil.copytree(d.bundle_dir, d.flash_dir, dirs_exist_ok=True)
-            mp = MicroPython(heapsize="256K", sdk=False, path=[d.flash_dir])
+                shutil.copytree(d.bundle_dir, d.flash_dir, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("romfs.img"))
+            mp = MicroPython(heapsize="256K", sdk=False, path=[d.flash_dir], romfs=d.romfs)
             res = mp.run_code(code % d.config["key"], cwd=d.flash_dir)
             line = [ln for ln in res.stdout.splitlines() if ln.startswith("PUB ")][0]
             out[d.device_id] = bytes.fromhex(line[4:])

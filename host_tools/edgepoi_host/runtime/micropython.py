@@ -8,6 +8,8 @@ Usage::
 
 ``sdk/`` is put on MicroPython's module path (MICROPYPATH), so ``import edgepoi`` loads the portable core
 exactly as it ships. ``-X heapsize`` imitates a board's heap (96K is an ESP32 with Wi-Fi up).
+``romfs=IMAGE`` plays a board whose code lives in a ROMFS partition: the image is mapped outside the heap
+and mounted at ``/rom`` before the code runs (see runtime/romfs.py), so bytecode runs in place.
 """
 import os
 import shutil
@@ -50,18 +52,28 @@ class MicroPython:
         sdk: put the repository's ``sdk/`` on the path (default True).
     """
 
-    def __init__(self, heapsize=None, path=(), sdk=True, env=None):
+    def __init__(self, heapsize=None, path=(), sdk=True, env=None, romfs=None):
         self.binary = find_micropython()
         self.heapsize = heapsize
         self.path = list(path)
         self.sdk = sdk
         self.extra_env = dict(env or {})
+        self.romfs = romfs
 
     def argv(self, args):
         cmd = [self.binary]
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
-        return cmd + list(args)
+        args = list(args)
+        if self.romfs and args:
+            from edgepoi_host.runtime.romfs import MOUNT_CODE
+            if args[0] == "-c":
+                args = ["-c", MOUNT_CODE + args[1]] + args[2:]
+            elif not args[0].startswith("-"):  # a script: mount first, then run it as __main__
+                script, rest = args[0], args[1:]
+                args = ["-c", MOUNT_CODE + "import sys\nsys.argv[:] = %r\n"
+                        "exec(open(%r).read())\n" % ([script] + rest, script)]
+        return cmd + args
 
     def environ(self):
         env = dict(os.environ)
@@ -69,6 +81,9 @@ class MicroPython:
         if self.sdk:
             parts.append(SDK_DIR)
         env["MICROPYPATH"] = ":".join(parts)
+        if self.romfs:
+            from edgepoi_host.runtime import romfs
+            env.update(romfs.environ(self.romfs))
         env.update(self.extra_env)
         return env
 
