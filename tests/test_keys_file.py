@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from edgepoi import p256
 from edgepoi.keys import KeyBackendError, key_id_of, open_key
 from edgepoi.keys import file as filekey
+from edgepoi.keys import pkcs8
 
 SDK = os.path.join(os.path.dirname(__file__), "..", "sdk")
 PREHASHED = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
@@ -108,10 +109,10 @@ def test_key_material_never_shows_in_repr_or_errors(tmp_path):
     texts = [repr(key), str(key), repr(vars(key)), str(vars(key))]
     # a key file whose public key does not match its scalar: the error names the file, nothing else
     other = p256.keygen()
-    der = filekey.der_encode_private(d, p256.public_key(other))
+    der = pkcs8.der_encode_private(d, p256.public_key(other))
     bad = tmp_path / "bad.pem"
     fd = os.open(bad, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, filekey.pem_encode(der))
+    os.write(fd, pkcs8.pem_encode(der))
     os.close(fd)
     with pytest.raises(KeyBackendError) as e:
         open_key("file:%s" % bad)

@@ -15,7 +15,7 @@ until the link has drained it.
 
 Config keys (``config.json``): device_id, broker_host, broker_port, username, password, keepalive,
 period_s, count, sensor {type, seed, ...}, model (path), window, key (key URI), queue_bytes,
-reveal_slots, backend. See docs/DEVICE.md.
+reveal_slots, reveal_bytes, backend. See docs/DEVICE.md.
 """
 import gc
 import json
@@ -25,11 +25,23 @@ import time
 from edgepoi import cbor
 from edgepoi.link.flashq import FlashQueue, QueueFull
 from edgepoi.link.link import Link, ticks_ms
-from edgepoi.sensors.factory import ConfigError, make_sensor
+from edgepoi.sensors import ConfigError
 
 TOPIC_ROOT = "edgepoi/v1/"
 BEACON_TOPIC = "edgepoi/v1/edge/beacon"
 MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def _make_sensor(spec):
+    """The configured sensor; the factory (all the drivers' config parsing) is forgotten afterwards."""
+    from edgepoi.sensors.factory import make_sensor
+    try:
+        return make_sensor(spec)
+    finally:
+        make_sensor = None
+        if MICROPYTHON:
+            import edgepoi
+            edgepoi.unload("edgepoi.sensors.factory")
 
 
 def load_config(path="config.json"):
@@ -82,12 +94,47 @@ class _QueueChain:
         pass  # the agent appends the record holding it; that append is the durable act
 
 
+def _quantize_into(values, dst, off, quantization):
+    """Quantize readings with the input tensor's (scale, zero point) into dst[off:] as int8 bytes."""
+    scale, zp = quantization
+    for v in values:
+        q = int(round(v / scale)) + zp
+        dst[off] = (-128 if q < -128 else 127 if q > 127 else q) & 0xFF
+        off += 1
+
+
+class _Reveal:
+    """The inputs of the newest ``slots`` inferences, for cmd/reveal audits: one buffer allocated with
+    the model, so keeping inputs never allocates (nor fragments a small heap) while the loop runs."""
+
+    def __init__(self, slots, n):
+        self.n = n
+        self.buf = bytearray(slots * n)
+        self.seqs = [-1] * slots
+        self.next = 0
+
+    def put(self, seq, data):
+        i, n = self.next, self.n
+        memoryview(self.buf)[i * n:(i + 1) * n] = data
+        self.seqs[i] = seq
+        self.next = (i + 1) % len(self.seqs)
+
+    def get(self, seq):
+        """The input of inference ``seq`` (bytes), or None when it is no longer held."""
+        if not isinstance(seq, int) or seq < 0:
+            return None
+        for i in range(len(self.seqs)):
+            if self.seqs[i] == seq:
+                return bytes(self.buf[i * self.n:(i + 1) * self.n])
+        return None
+
+
 class Agent:
     def __init__(self, cfg, sensor=None, flash_dir="."):
         self.cfg = cfg
         self.dev = cfg["device_id"]
         self.root = TOPIC_ROOT + self.dev + "/"
-        self.sensor = sensor or make_sensor(cfg.get("sensor", {}))
+        self.sensor = sensor or _make_sensor(cfg.get("sensor", {}))
         self.ota = None
         if cfg.get("edge_key"):          # hex of the edge node's 65-byte public key: model updates on
             from edgepoi.ota import ModelUpdate
@@ -108,22 +155,28 @@ class Agent:
         self.period_ms = int(float(cfg.get("period_s", 1.0)) * 1000)
         self.window = int(cfg.get("window", 16))
         self.input_reading = cfg.get("input", "temp_c")  # the reading the model's window is made of
-        self.samples = []
+        self.win = bytearray(0)  # the sliding window, already quantized: newest sample last
+        self.filled = 0          # how many samples of the window are real (it is full at self.window)
         self.flash_dir = flash_dir
         self.epoch, self.nonce = self._load_beacon()
-        self.reveal = []  # [(seq, input bytes)], the newest ``reveal_slots`` inputs
-        self.reveal_slots = int(cfg.get("reveal_slots", 8))
+        self.reveal = None  # _Reveal: the inputs of the newest inferences (made with the model)
         self.stats = {"cycles": 0, "inferences": 0, "unattested": 0, "paused": 0, "commands": 0,
-                      "mem_peak": 0}
+                      "heap_peak": 0, "heap_size": 0}
+        # MicroPython: collect after every cycle (cheap on a small heap, and garbage freed in order keeps
+        # it from fragmenting); heap_peak is then the most live heap seen after a cycle (the high-water
+        # mark of what the loop keeps), heap_size the whole heap
+        self.gc_every = int(cfg.get("gc_every", 1 if MICROPYTHON else 0))
         self.interp = None
         self.attester = None
-        if cfg.get("model"):
-            self._load_model(cfg["model"], cfg.get("backend", "auto"))
+        # the key first, the model last: code and small objects pack low, then the model's big
+        # buffers are allocated in one piece (a small heap never moves what it allocated)
         if cfg.get("key"):
             from edgepoi import attest
             from edgepoi.keys import open_key
             self.attester = attest.Attester(open_key(cfg["key"]), self.dev, _QueueSeq(self.queue),
                                             _QueueChain(self.queue, self.root + "attest"))
+        if cfg.get("model"):
+            self._load_model(cfg["model"], cfg.get("backend", "auto"))
 
     # -- model --------------------------------------------------------------------------------
     def _load_model(self, path, backend):
@@ -145,22 +198,40 @@ class Agent:
         for d in self.in_detail["shape"]:
             n *= int(d)
         self.window = n
+        self.win = None
         gc.collect()
+        self.win = bytearray(n)
+        self.filled = 0
+        # audits need the inputs of recent inferences; a big input tensor gets fewer slots (heap)
+        slots = max(1, min(int(self.cfg.get("reveal_slots", 8)), int(self.cfg.get("reveal_bytes", 8192)) // n))
+        self.reveal = _Reveal(slots, n)
 
     def _reload_model(self, path):
         """ModelUpdate's reload callback: drop the old interpreter first (heap), raise if it fails."""
         self.interp = None
-        self.samples = []
+        self.win = bytearray(0)
+        self.filled = 0
+        self.reveal = None
         gc.collect()
         self._load_model(path, self.cfg.get("backend", "auto"))
 
     def _quantize(self, values):
-        scale, zp = self.in_detail["quantization"]
         out = bytearray(len(values))
-        for i, v in enumerate(values):
-            q = int(round(v / scale)) + zp
-            out[i] = (-128 if q < -128 else 127 if q > 127 else q) & 0xFF
+        _quantize_into(values, out, 0, self.in_detail["quantization"])
         return out
+
+    def _push(self, reading):
+        """Slide the window by one reading: a number, or a frame (list) of numbers (e.g. a spectrogram
+        row). The window stays one bytearray, so a 2 KB input costs 2 KB of heap, not a list of floats."""
+        frame = reading if isinstance(reading, (list, tuple)) else (reading,)
+        n, k = self.window, len(frame)
+        if k >= n:
+            frame, k = frame[k - n:], n
+        elif self.filled:
+            mv = memoryview(self.win)
+            mv[0:n - k] = mv[k:n]
+        _quantize_into(frame, self.win, n - k, self.in_detail["quantization"])
+        self.filled = min(n, self.filled + k)
 
     def _infer(self, qin):
         it = self.interp
@@ -184,15 +255,15 @@ class Agent:
             for k in sorted(readings):
                 first = readings[k]
                 break
-        tele = {"dev": self.dev, "seq": seq, "ts": int(time.time()), "readings": readings}
+        # telemetry carries the scalar readings; a frame (a list) only feeds the model's window
+        tele = {"dev": self.dev, "seq": seq, "ts": int(time.time()),
+                "readings": {k: v for k, v in readings.items() if not isinstance(v, (list, tuple))}}
         messages = []
         att = None
         if self.interp is not None and first is not None:
-            self.samples.append(first)
-            if len(self.samples) > self.window:
-                self.samples.pop(0)
-            if len(self.samples) == self.window:
-                qin = self._quantize(self.samples)
+            self._push(first)
+            if self.filled == self.window:
+                qin = self.win
                 out = self._infer(qin)
                 scale, zp = self.out_detail["quantization"]
                 vals = [((b - 256 if b > 127 else b) - zp) * scale for b in out]
@@ -206,7 +277,6 @@ class Agent:
                     att = self.attester.attest(self.model_digest, hashlib.sha256(qin).digest(), out,
                                                self.interp.macs, self.interp.backend,
                                                bool(self.interp.bit_exact), self.epoch, self.nonce)
-                    self._remember(seq, qin)
         tele["q"] = self.queue.pending_count
         if att is not None:
             tele["a"] = True  # this cycle's record also holds an attestation (the edge acks both)
@@ -218,16 +288,12 @@ class Agent:
         except QueueFull:
             if att is not None:
                 self.attester.prev = prev  # this attestation was never queued: keep the chain whole
-                self.reveal.pop()
             self.stats["paused"] += 1
             return False
+        if att is not None:
+            self.reveal.put(seq, qin)
         self.stats["cycles"] += 1
         return True
-
-    def _remember(self, seq, qin):
-        self.reveal.append((seq, bytes(qin)))
-        if len(self.reveal) > self.reveal_slots:
-            self.reveal.pop(0)
 
     # -- beacon -------------------------------------------------------------------------------
     def _load_beacon(self):
@@ -290,9 +356,9 @@ class Agent:
                     "stats": self.stats}
         if name == "reveal":
             seq = args.get("seq")
-            for s, data in self.reveal:
-                if s == seq:
-                    return {"ok": True, "seq": s, "input": data}
+            data = self.reveal.get(seq) if self.reveal is not None else None
+            if data is not None:
+                return {"ok": True, "seq": seq, "input": data}
             return {"ok": False, "error": "input of seq %r is no longer held" % (seq,)}
         if name == "config":
             return {"ok": True, "config": {k: v for k, v in self.cfg.items() if k not in ("password",)}}
@@ -334,9 +400,13 @@ class Agent:
         return done
 
     def _track_mem(self):
-        try:
-            used = gc.mem_alloc()
-        except AttributeError:
+        if not self.gc_every or self.stats["cycles"] % self.gc_every:
             return
-        if used > self.stats["mem_peak"]:
-            self.stats["mem_peak"] = used
+        gc.collect()
+        try:
+            used, free = gc.mem_alloc(), gc.mem_free()
+        except AttributeError:  # CPython
+            return
+        self.stats["heap_size"] = used + free
+        if used > self.stats["heap_peak"]:
+            self.stats["heap_peak"] = used

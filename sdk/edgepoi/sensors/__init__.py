@@ -4,3 +4,7 @@ Every driver has ``name`` (a short id) and ``fields`` (the reading names it retu
 edge node and Home Assistant discovery can describe them without reading any data.
 """
 
+
+
+class ConfigError(ValueError):
+    """A device config (or its sensor section) that cannot be used; the message names the field."""

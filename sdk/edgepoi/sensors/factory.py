@@ -5,8 +5,7 @@ Usage::
     from edgepoi.sensors.factory import make_sensor
     s = make_sensor({"type": "bme280", "i2c": 0, "sda": 21, "scl": 22, "address": "0x76"})
 """
-class ConfigError(ValueError):
-    """A device config (or its sensor section) that cannot be used; the message names the field."""
+from edgepoi.sensors import ConfigError  # noqa: F401 - re-exported: factory.ConfigError
 
 
 def _int(v, what):
@@ -26,8 +25,9 @@ def make_sensor(spec):
     name = spec.get("name")
     if kind == "synthetic":
         from edgepoi.sensors.synthetic import SyntheticSensor
-        return SyntheticSensor(seed=int(spec.get("seed", 1)), anomaly_rate=float(spec.get("anomaly_rate",
-                                                                                           0.02)))
+        return SyntheticSensor(seed=int(spec.get("seed", 1)),
+                               anomaly_rate=float(spec.get("anomaly_rate", 0.02)),
+                               frame=int(spec.get("frame", 0)))
     if kind == "replay":
         from edgepoi.sensors.replay import ReplaySensor
         return ReplaySensor(spec.get("file") or spec["path"], loop=bool(spec.get("loop", True)), name=name)

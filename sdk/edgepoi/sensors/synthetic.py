@@ -5,6 +5,11 @@ can be replayed. Usage::
 
     s = SyntheticSensor(seed=7)
     s.read()   # {'temp_c': 21.43, 'humidity': 45.2}
+    SyntheticSensor(seed=7, frame=40).read()["frame"]   # + 40 values per read, like a spectrogram row
+
+``frame=N`` adds a reading "frame": N numbers per read (a band-energy row drifting with the same phase),
+for models whose input is a stack of frames (micro_speech: 49 rows of 40); the agent slides its window
+by a whole frame each cycle.
 """
 import math
 
@@ -13,8 +18,9 @@ class SyntheticSensor:
     name = "synthetic"
     fields = (("temp_c", "°C"), ("humidity", "%"))
 
-    def __init__(self, seed=1, period_s=60.0, anomaly_rate=0.02):
+    def __init__(self, seed=1, period_s=60.0, anomaly_rate=0.02, frame=0):
         self._state = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+        self.frame = int(frame)
         self.period_s = period_s
         self.anomaly_rate = anomaly_rate
         self.t = 0
@@ -35,4 +41,8 @@ class SyntheticSensor:
         hum = 45.0 - 5.0 * math.sin(phase) + (self._rand() - 0.5) * 1.0
         if self._rand() < self.anomaly_rate:
             temp += 8.0 + 4.0 * self._rand()
-        return {"temp_c": round(temp, 2), "humidity": round(hum, 2)}
+        out = {"temp_c": round(temp, 2), "humidity": round(hum, 2)}
+        if self.frame > 0:
+            out["frame"] = [round(0.5 + 0.4 * math.sin(phase + 0.3 * j) + (self._rand() - 0.5) * 0.2, 3)
+                            for j in range(self.frame)]
+        return out

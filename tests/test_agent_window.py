@@ -1,0 +1,96 @@
+"""The agent's window and audit inputs: readings (numbers or whole frames) slide through one quantized
+buffer, the inference sees exactly the newest window, and the inputs of the newest inferences are held
+in a fixed ring whose size follows the heap budget."""
+import hashlib
+
+import numpy as np
+
+from edgepoi import cbor
+from edgepoi.agent import Agent
+from harness.models import fc_model
+
+
+class FrameSensor:
+    """Readings with a scalar and a frame of 4 numbers; every value is distinct and known."""
+
+    def __init__(self):
+        self.t = 0
+
+    def read(self):
+        self.t += 1
+        base = self.t * 4
+        return {"temp_c": 20.0 + self.t, "frame": [float(base + j) * 0.25 for j in range(4)]}
+
+
+def _agent(tmp_path, model, **cfg):
+    c = {"device_id": "w-1", "broker_host": "127.0.0.1", "broker_port": 9, "model": model, "backend": "ref"}
+    c.update(cfg)
+    return Agent(c, sensor=FrameSensor(), flash_dir=str(tmp_path))
+
+
+def _expected(values, scale=0.25, zp=-84):
+    q = np.clip(np.round(np.array(values) / scale) + zp, -128, 127).astype(np.int8)
+    return q.tobytes()
+
+
+def test_frames_slide_the_window_by_a_whole_frame(tmp_path):
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model, input="frame")
+    seen = []
+    a._infer = lambda qin, f=a._infer: (seen.append(bytes(qin)), f(qin))[1]
+    for _ in range(6):
+        assert a.cycle()
+    # 4 values per frame, 16 per window: the first inference is at the 4th cycle
+    assert a.stats["inferences"] == 3 and len(seen) == 3
+    for i, win in enumerate(seen):
+        t0 = i + 1                               # frames t0..t0+3
+        vals = [float(t * 4 + j) * 0.25 for t in range(t0, t0 + 4) for j in range(4)]
+        assert win == _expected(vals), i
+    # telemetry keeps the scalar readings only; the frame fed the model
+    rec = [cbor.loads(p) for _, p in _records(a)]
+    assert all("frame" not in r["readings"] and "temp_c" in r["readings"] for r in rec)
+    a.queue.close()
+
+
+def test_scalar_readings_fill_the_window_one_by_one(tmp_path):
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model)               # input: temp_c
+    for _ in range(15):
+        a.cycle()
+    assert a.stats["inferences"] == 0
+    a.cycle()
+    assert a.stats["inferences"] == 1
+    assert bytes(a.win) == _expected([20.0 + t for t in range(1, 17)])
+    a.queue.close()
+
+
+def test_reveal_ring_keeps_the_newest_inputs_within_its_byte_budget(tmp_path):
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model, input="frame", key="file:" + str(tmp_path / "k.pem"),
+               reveal_slots=8, reveal_bytes=48)   # 48 bytes: 3 inputs of 16
+    a.nonce, a.epoch = b"n" * 16, 1               # as if a beacon had been seen
+    inputs = {}
+    for _ in range(10):
+        a.cycle()
+        if a.filled == a.window:
+            inputs[a.queue.last_id] = bytes(a.win)
+    attested = sorted(inputs)
+    assert len(a.reveal.seqs) == 3
+    for seq in attested[-3:]:
+        res = a.command("reveal", {"seq": seq})
+        assert res["ok"] and res["input"] == inputs[seq]
+        assert hashlib.sha256(res["input"]).digest() == hashlib.sha256(inputs[seq]).digest()
+    for seq in attested[:-3] + [999, -1, "x"]:
+        res = a.command("reveal", {"seq": seq})
+        assert not res["ok"] and "no longer held" in res["error"]
+    a.queue.close()
+
+
+def _records(a):
+    """(seq, telemetry payload) of every queued record."""
+    out = []
+    for rid, rec in a.queue.pending():
+        for topic, payload, _ in cbor.loads(rec):
+            if topic.endswith("/telemetry"):
+                out.append((rid, payload))
+    return out
