@@ -28,12 +28,10 @@ BACKENDS = ("ref", "numpy")
 N_RANDOM = 8
 REF_MAC_BUDGET = 40 * 10 ** 6    # per test: pure Python runs roughly 1-10 MMAC/s
 SEED = int(os.environ.get("EDGEPOI_SEED", random.SystemRandom().randrange(1 << 31)))
-# Models using an op the core does not implement yet (state at this suite's deadline, 2026-11-29):
-# strict, and only for the interpreter's "unsupported operator" ModelError, so any other failure still
-# fails and the day the op lands these XPASS and fail until the entry is removed.
-_LSTM = "op UNIDIRECTIONAL_SEQUENCE_LSTM not implemented yet"
-XFAIL = {"tflm_dtln_noise_suppression_int8": _LSTM, "tflm_mnist_lstm_int8": _LSTM,
-         "tflm_xtensa_micro_speech_lstm_int8": _LSTM}
+# Models using an op the core does not implement yet: model stem -> reason. Strict, and only for the
+# interpreter's "unsupported operator" ModelError, so any other failure still fails and the day the op
+# lands these XPASS and fail until the entry is removed.
+XFAIL = {}
 
 
 def _stems():

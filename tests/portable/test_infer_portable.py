@@ -28,7 +28,7 @@ def _inflate(data):
     try:
         import deflate
         import io
-        return deflate.DeflateIO(io.BytesIO(data), deflate.RAW).read()
+        return deflate.DeflateIO(io.BytesIO(data), deflate.RAW, 15).read()  # RAW: window size not in the stream
     except ImportError:
         import zlib
         return zlib.decompress(data, -15)

@@ -65,6 +65,7 @@ REGISTRY = {
     schema.LOGISTIC: "logistic",
     schema.SVDF: "svdf",
     schema.TANH: "tanh",
+    schema.UNIDIRECTIONAL_SEQUENCE_LSTM: "unidirectional_sequence_lstm",
 }
 
 _cache = {}
