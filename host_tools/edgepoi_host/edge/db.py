@@ -122,6 +122,21 @@ class Database:
         finally:
             cur.close()
 
+    def insert_many(self, table, columns, rows, ignore_conflicts=False):
+        """Insert rows (tuples in ``columns`` order) into ``table`` -> how many were inserted. With
+        ``ignore_conflicts`` a row that collides with a unique key is skipped (ON CONFLICT DO NOTHING).
+        ``table`` and ``columns`` are trusted identifiers (the caller's own schema), never input."""
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return 0
+        with self._lock:
+            return self._insert_many(table, list(columns), rows, ignore_conflicts)
+
+    def _insert_many(self, table, columns, rows, ignore_conflicts):
+        sql = "INSERT INTO %s (%s) VALUES (%s)%s" % (table, ", ".join(columns), ", ".join("?" * len(columns)),
+                                                    " ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        return self._raw_executemany(self.translate(sql), rows)
+
     def query(self, sql, params=()):
         """Run a SELECT -> list of tuples."""
         with self._lock:
@@ -251,6 +266,7 @@ class PostgresDatabase(Database):
         self._psycopg = psycopg
         self.url = url
         self._cache = {}
+        self._staged = set()
         self._connect()
 
     def _connect(self):
@@ -275,6 +291,33 @@ class PostgresDatabase(Database):
 
     def _alive(self):
         return not self.conn.closed
+
+    def _insert_many(self, table, columns, rows, ignore_conflicts):
+        """COPY, which costs the server far less per row than INSERTs: straight into the table, or into a
+        per-session staging table (emptied at commit) and from there with ON CONFLICT DO NOTHING."""
+        cols = ", ".join(columns)
+        target = table
+        if ignore_conflicts:
+            target = "_stage_" + table
+            if (self.conn, target) not in self._staged:   # once per connection (temp tables die with it)
+                self._raw_execute("CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DELETE ROWS AS SELECT %s "
+                                  "FROM %s WITH NO DATA" % (target, cols, table), None)
+                self._staged.add((self.conn, target))
+        with self.transaction():
+            cur = self.conn.cursor()
+            try:
+                with cur.copy("COPY %s (%s) FROM STDIN" % (target, cols)) as cp:
+                    for r in rows:
+                        cp.write_row(r)
+                if not ignore_conflicts:
+                    return len(rows)
+                cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT DO NOTHING"
+                            % (table, cols, cols, target))
+                n = max(0, cur.rowcount)
+                cur.execute("DELETE FROM %s" % target)   # the same transaction may stage the table again
+                return n
+            finally:
+                cur.close()
 
     def translate(self, sql):
         hit = self._cache.get(sql)

@@ -84,6 +84,11 @@ MIGRATIONS = [
 ]
 
 
+_TELEMETRY = ("device_id", "seq", "ts", "received_at", "payload")
+_ATTESTATIONS = ("device_id", "seq", "epoch", "message", "msg_hash", "work_units", "status", "received_at")
+_REJECTED = ("topic", "device_id", "reason", "detail", "received_at", "payload")
+
+
 class Ledger:
     def __init__(self, database):
         self.db = database if isinstance(database, dblib.Database) else dblib.connect(database)
@@ -114,14 +119,9 @@ class Ledger:
         for dev, _status, at in statuses:
             seen[dev] = max(seen.get(dev, 0), at)
         with d.transaction():
-            new_t = d.executemany("INSERT INTO telemetry (device_id, seq, ts, received_at, payload) "
-                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", telemetry)
-            new_a = d.executemany("INSERT INTO attestations (device_id, seq, epoch, message, msg_hash, "
-                                  "work_units, status, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                                  "ON CONFLICT DO NOTHING", attestations)
-            if rejected:
-                d.executemany("INSERT INTO rejected (topic, device_id, reason, detail, received_at, payload) "
-                              "VALUES (?, ?, ?, ?, ?, ?)", rejected)
+            new_t = d.insert_many("telemetry", _TELEMETRY, telemetry, ignore_conflicts=True)
+            new_a = d.insert_many("attestations", _ATTESTATIONS, attestations, ignore_conflicts=True)
+            d.insert_many("rejected", _REJECTED, rejected)
             if seen:
                 d.executemany("INSERT INTO ledger_devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "
                               "ON CONFLICT (device_id) DO UPDATE SET last_seen = %s"
