@@ -6,10 +6,12 @@ BUILTIN_REF ones) and LiteRT (XNNPACK), the ratios numpy/engine (< 1 means edgep
 MAC/s. The issue's target: numpy at most 0.5x TFLM's latency on the MLPerf Tiny KWS, VWW, ResNet-8
 and AD models (judged on the medians). All engines run single-threaded on the same inputs, taking
 turns in blocks of runs (steady state: warm caches, as on a device running one model); "min np/tflm"
-compares best runs, which a busy shared host disturbs least.
+compares best runs, which a busy shared host disturbs least. Fast models get more rounds (until about
+``--min-seconds`` per backend): a few dozen sub-millisecond runs are at the mercy of one load burst.
 
-    python benchmarks/infer.py                      # every model (about a minute)
+    python benchmarks/infer.py                      # every model (a minute or two)
     python benchmarks/infer.py --models kws,vww --runs 50
+    python benchmarks/infer.py --min-seconds 0          # exactly ROUNDS rounds (the old behaviour)
     EDGEPOI_MODELS=/path/to/models python benchmarks/infer.py
 """
 import argparse
@@ -27,6 +29,7 @@ BACKENDS = ("numpy", "ref", "tflm", "tflite", "tflite_ref", "litert")
 TARGETS = ("kws01", "vww01", "ic01_resnet8", "ad01")     # numpy <= 0.5x TFLM here
 REF_MAX_MACS = 1_500_000                                 # pure Python: small models only
 ROUNDS = 5                                               # backends take turns in blocks of runs
+MAX_ROUNDS = 200                                         # fast models: more rounds (see --min-seconds)
 TARGET_RATIO = 0.5
 
 
@@ -46,10 +49,11 @@ def time_invoke(it, idx, inputs, k):
     return time.perf_counter() - t0
 
 
-def bench_model(path, runs, budget_s):
+def bench_model(path, runs, budget_s, min_s=0.0):
     """Steady-state median invoke latency per backend. Backends take turns in ROUNDS blocks of runs
     (each block's first run, which refills the caches another engine evicted, is dropped), so load
-    changes on a shared host hit them all alike. Returns a row dict (seconds, or a string when n/a)."""
+    changes on a shared host hit them all alike; more rounds (up to MAX_ROUNDS) while the model has
+    taken less than ``min_s`` seconds per backend. Returns a row dict (seconds, or a string when n/a)."""
     with open(path, "rb") as f:
         data = f.read()
     row = {"model": os.path.basename(path)[:-len(".tflite")], "macs": None}
@@ -83,7 +87,9 @@ def bench_model(path, runs, budget_s):
     failed = {}
     start = time.perf_counter()
     block = max(2, runs // ROUNDS)
-    for rnd in range(ROUNDS):
+    for rnd in range(MAX_ROUNDS):
+        if rnd >= ROUNDS and time.perf_counter() - start >= min_s * len(its):
+            break
         for name, it in its.items():
             if name in failed or (name == "ref" and rnd > 0):
                 continue
@@ -142,8 +148,11 @@ def render(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="", help="comma-separated substrings of model names")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per backend (after one warm-up)")
+    p.add_argument("--runs", type=int, default=30,
+                   help="timed runs per backend in %d blocks (fast models get more rounds)" % ROUNDS)
     p.add_argument("--budget", type=float, default=1.5, help="about this many seconds per backend and model")
+    p.add_argument("--min-seconds", type=float, default=0.3,
+                   help="fast models: more rounds until about this many seconds per backend")
     args = p.parse_args(argv)
     if not os.path.isdir(MODELS):
         print("benchmarks/infer.py: models folder %s not found (set EDGEPOI_MODELS)" % MODELS,
@@ -156,7 +165,7 @@ def main(argv=None):
     rows = []
     for path in paths:
         print("benchmarking %s ..." % os.path.basename(path), file=sys.stderr, flush=True)
-        rows.append(bench_model(path, args.runs, args.budget))
+        rows.append(bench_model(path, args.runs, args.budget, args.min_seconds))
     render(rows)
     return 0
 

@@ -17,7 +17,7 @@ x = -in_off (the input zero point) so padded taps contribute exactly 0.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-_EXACT = float(1 << 53)
+_EXACT = EXACT = float(1 << 53)
 _EXACT32 = float(1 << 24)
 
 

@@ -17,6 +17,12 @@ thresholds are found once per layer by binary search with the exact formula. Per
 concatenated with a per-channel offset and a sentinel, so one searchsorted and one table lookup do all
 channels.
 
+Direct tables (``Requant.direct``) drop the binary search, whose data-dependent branches dominate
+small layers on changing inputs: with t_1..t_span those thresholds, every accumulator at or below
+t_1 - 1 gives ``lo`` and every one at or above t_span gives ``hi`` (monotone), so a table of the exact
+outputs for t_1 - 1 .. t_span, indexed by the accumulator clamped into that range, is exact for every
+accumulator. Per channel the tables are concatenated; the offsets ride in the matmul's bias row.
+
     from edgepoi.infer.fast_numpy._q import Requant, mbqm
     rq = Requant(mults, shifts, bias, out_offset, act_min, act_max)   # per channel (last axis)
     rq.apply(acc, y_out)            # acc: float/int accumulators without bias; writes into y_out
@@ -26,6 +32,7 @@ import numpy as np
 _WRAP = 1 << 31
 _MASK32 = (1 << 32) - 1
 SMALL = 1024          # outputs up to this many elements use thresholds (measured crossover)
+DIRECT_MAX = 1 << 18  # entries (all channels) of a direct table; larger ones fall back to thresholds
 _SPACING = 2.0 ** 35  # per-channel offset that keeps the flattened thresholds sorted
 
 
@@ -123,6 +130,33 @@ class Requant(object):
             self._off_b = off + self.bias_f
             self._lut = np.tile(np.arange(self.lo, self.hi + 1, dtype=np.int64), self.n)
         self._ready = True
+
+    def direct(self, limit=DIRECT_MAX):
+        """Direct table (off, lut, lo, hi), or None (not monotone, or more than ``limit`` entries):
+        for an accumulator ``a`` of channel c (bias included) the output is
+        ``lut[clip(a + off[c], lo[c], hi[c])]``, exactly, for every int32 ``a``. off, lo, hi: int64
+        [n]; lut: int64. A uniform requantizer has one table: lo and hi are then the same for every
+        channel (0 and len(lut) - 1), so clamping the index (``take(mode="clip")``) is enough."""
+        if not self.monotone or self.n == 0:
+            return None
+        m, s = (self.m[:1], self.s[:1]) if self.uniform else (self.m, self.s)
+        if self.hi > self.lo:
+            t = self._search(m, s)                      # [c, span]: least acc reaching lo + k
+            start, end = t[:, 0] - 1, t[:, -1]          # output lo at start, hi from end on
+        else:
+            start = end = np.zeros(len(m), np.int64)    # a constant output
+        size = end - start + 1
+        if int(size.sum()) > limit:
+            return None
+        base = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+        pos = np.arange(int(size.sum()), dtype=np.int64)
+        ch = np.repeat(np.arange(len(m)), size)
+        acc = np.clip(pos - base[ch] + start[ch], -(1 << 31), (1 << 31) - 1)
+        lut = np.clip(mbqm(acc, m[ch], s[ch]) + self.zp, self.lo, self.hi)
+        off, lo, hi = base - start, base, base + size - 1
+        if self.uniform:
+            off, lo, hi = (np.full(self.n, int(v[0]), np.int64) for v in (off, lo, hi))
+        return off, lut, lo, hi
 
     def lut(self, dtype):
         """Lookup table from searchsorted positions to output values, in the output dtype."""
