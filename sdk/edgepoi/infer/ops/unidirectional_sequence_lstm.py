@@ -99,8 +99,10 @@ def prepare(op, tensors):
     for g in range(4):
         w, wb = _weights(op, tensors, 1 + g, n_cell, n_in, _NAMES[g] + " input weights")
         r, rb = _weights(op, tensors, 5 + g, n_cell, n_cell, _NAMES[g] + " recurrent weights")
-        mi, si = quant.fc_multiplier(xb, wb, _BITS_2M12)
-        mr, sr = quant.fc_multiplier(hb, rb, _BITS_2M12)
+        # TFLM's LSTM multiplies the two scales in double precision (not the float32 product of
+        # per-tensor FULLY_CONNECTED): the products differ in the last bits and flip rare roundings
+        mi, si = quant.conv_multiplier(xb, wb, _BITS_2M12)
+        mr, sr = quant.conv_multiplier(hb, rb, _BITS_2M12)
         gates.append((mi, si, _fold(op, _bias(op, tensors, 12 + g, n_cell, wide), -xzp, w, n_cell, n_in),
                       mr, sr, _fold(op, [0] * n_cell, -hzp, r, n_cell, n_cell)))
     act = op.options.get("activation", 0)
