@@ -4,8 +4,11 @@
 #   raises: a broken board.json must leave the REPL reachable. The outcome is left on the edgepoi package:
 #     edgepoi.BOARD       the validated board dict, or None
 #     edgepoi.BOOT_ERROR  None, or one line saying what is wrong (main.py should not start the agent)
-#   read them with getattr(edgepoi, "BOARD", None). The validator is unloaded again afterwards, so its
-#   ~12 KB (on a 32-bit board) are free for the application.
+#   read them with getattr(edgepoi, "BOARD", None). When board.json is byte for byte the file the host
+#   validated when it built the bundle (its SHA-256 is in manifest.json) it is only parsed; otherwise the
+#   on-board validator runs, and is unloaded again afterwards so its code is free for the application
+#   (its interned names stay: that is why the validator is not run when it need not be).
+#     edgepoi.BOARD_CHECK "manifest" or "validated": which of the two happened
 import gc
 import sys
 
@@ -21,11 +24,35 @@ def _flash_free():
     return st[0] * st[3]
 
 
+def _as_built(path="board.json"):
+    """The board dict when path is the file the bundle's manifest lists (host-validated), else None."""
+    import binascii
+    import hashlib
+    import json
+    try:
+        with open("manifest.json") as f:
+            want = [e["sha256"] for e in json.load(f)["files"] if e["path"] == path]
+        with open(path, "rb") as f:
+            data = f.read()
+        if not want or binascii.hexlify(hashlib.sha256(data).digest()).decode() != want[0]:
+            return None
+        board = json.loads(data)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return board if isinstance(board, dict) and "id" in board else None
+
+
 def _boot():
     """-> (board or None, error or None)."""
     free = _flash_free()
     if free < 0:
         return None, "flash filesystem is not mounted"
+    board = _as_built()
+    if board is not None:
+        setattr(edgepoi, "BOARD_CHECK", "manifest")
+        print("boot: board %s (%s), flash free %d bytes" % (board["id"], board.get("chip"), free))
+        return board, None
+    setattr(edgepoi, "BOARD_CHECK", "validated")
     try:
         from edgepoi import boards
         board = boards.load("board.json")
@@ -51,5 +78,5 @@ setattr(edgepoi, "BOARD", _board)
 setattr(edgepoi, "BOOT_ERROR", _error)
 if _error:
     print("boot:", _error)
-del _boot, _flash_free, _board, _error
+del _boot, _as_built, _flash_free, _board, _error
 gc.collect()

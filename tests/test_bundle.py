@@ -258,6 +258,7 @@ gc.collect()
 print("ERR", repr(edgepoi.BOOT_ERROR))
 print("BOARD", edgepoi.BOARD["id"] if edgepoi.BOARD else None)
 print("UNLOADED", "edgepoi.boards" not in sys.modules, "HEAP", gc.mem_alloc())
+print("CHECK", edgepoi.BOARD_CHECK)
 """
 
 
@@ -266,6 +267,11 @@ def test_boot_validates_the_board_and_unloads_the_validator(unix_flash):
     out = MicroPython(heapsize="96K", sdk=False, path=[str(flash)]).run_code(BOOT_PROBE, cwd=str(flash)).stdout
     assert "boot: board unix (unix), flash free" in out and "ERR None" in out and "BOARD unix" in out
     assert "UNLOADED True" in out, out
+    assert "CHECK manifest" in out           # the host validated this very file: only parsed
+    # the same board, edited on the flash by hand (reformatted): the board validates it itself
+    (flash / "board.json").write_text(json.dumps(json.loads((flash / "board.json").read_text())))
+    out = MicroPython(heapsize="96K", sdk=False, path=[str(flash)]).run_code(BOOT_PROBE, cwd=str(flash)).stdout
+    assert "ERR None" in out and "BOARD unix" in out and "CHECK validated" in out and "UNLOADED True" in out
 
 
 def test_boot_survives_a_broken_or_missing_board(unix_flash):

@@ -40,8 +40,8 @@ class SimDevice:
             json.dump(self.config, f)
         mp = MicroPython(heapsize=self.heapsize, sdk=False, path=[self.flash_dir], romfs=self.romfs)
         self._log = open(self.log_path, "ab")
-        # as on a board: boot.py, then main.py
-        self.proc = mp.spawn(["-c", "import boot\nimport main\nmain.main()"], cwd=self.flash_dir,
+        # as on a board: boot.py runs as a script (it leaves no module behind), then main.py
+        self.proc = mp.spawn(["-c", "exec(open('boot.py').read())\nimport main\nmain.main()"], cwd=self.flash_dir,
                              stdout=self._log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return self
