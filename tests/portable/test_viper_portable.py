@@ -173,6 +173,41 @@ def _fc_case(ref, fast):
     assert bad == 0, "%d bytes differ for %r" % (bad, p)
 
 
+def test_fully_connected_row_segments_equal_reference():
+    """eval_seg (a row in depth segments, each with just its weights; streamed weights) of the viper
+    and the reference op give the outputs of the whole-layer reference eval."""
+    if _note():
+        return
+    from edgepoi.infer.ops import fully_connected as ref
+    from edgepoi.infer.fast_viper import fully_connected as fast
+    chunk = fast.CHUNK
+    try:
+        for case in range(20):
+            fast.CHUNK = 16 if case % 2 else chunk
+            depth, units = rnd(2, 90), rnd(1, 6)
+            p = {"in_offset": rnd(-127, 128), "w_offset": rnd(-3, 3) if rnd(0, 3) == 0 else 0,
+                 "batches": 1, "depth": depth, "units": units, "int16": False}
+            p.update(requant_fields(units, big_bias=rnd(0, 4) == 0))
+            x, w = i8(depth), i8(units * depth)
+            p["folded_bias"] = [p["bias"][u] + p["in_offset"] * sum(w[i] + p["w_offset"]
+                                                                     for i in range(u * depth, (u + 1) * depth))
+                                for u in range(units)]
+            want = out8(units)
+            ref.eval(p, [x, w, None, want])
+            n = rnd(1, depth)
+            for mod in (ref, fast):
+                y = out8(units)
+                acc = [0]
+                for u in range(units):
+                    for d0 in range(0, depth, n):
+                        d1 = min(depth, d0 + n)
+                        seg = memoryview(array.array("b", w[u * depth + d0:u * depth + d1]))
+                        mod.eval_seg(p, [x, seg, None, y], u, d0, d1, acc)
+                assert bytes(y) == bytes(want), (mod.__name__, depth, units, n)
+    finally:
+        fast.CHUNK = chunk
+
+
 def _pool_params():
     from edgepoi.infer import schema
     from edgepoi.infer.ops import geometry
@@ -250,7 +285,7 @@ def test_requantization_edge_values_match_quant():
     old = _vq.SPLIT
     for split in (0, 1):
         _vq.SPLIT = split
-        q = _vq.rq_state([0], [1 << 30], [0], 0, -128, 127)[0]
+        q = _vq.rq_state([0], [1 << 30], [0], 0, -128, 127)  # (its header: WRAP, split)
         _vq.SPLIT = old
         for v in edges + [rnd(-(1 << 31), (1 << 31) - 1) for _ in range(200)]:
             for m in mults + [rnd(1 << 30, (1 << 31) - 1)]:

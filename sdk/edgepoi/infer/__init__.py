@@ -6,5 +6,12 @@ Usage::
     it = Interpreter(model_path="kws.tflite", backend="ref")
     it.allocate_tensors()
 """
-from edgepoi.infer.flatbuf import ModelError  # noqa: F401
-from edgepoi.infer.interpreter import Interpreter  # noqa: F401
+
+
+class ModelError(ValueError):
+    """A model file is malformed or uses something this interpreter does not support."""
+
+
+# (defined here, not in flatbuf: on MicroPython the parser modules are unloaded after allocate_tensors()
+# and re-imported on demand, and every copy must raise this one class)
+from edgepoi.infer.interpreter import Interpreter  # noqa: E402,F401

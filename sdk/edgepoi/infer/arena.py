@@ -4,6 +4,8 @@ Each buffer has a size and a lifetime [first op, last op]; buffers whose lifetim
 share bytes, others may. Largest buffers are placed first at the lowest aligned offset that does not
 collide with an already placed, lifetime-overlapping buffer.
 
+The buffers themselves are made by ``edgepoi.infer.bind``.
+
 Usage::
 
     offsets, total = plan([(size, first, last), ...], align=16)

@@ -15,9 +15,7 @@ Usage::
 """
 import struct
 
-
-class ModelError(ValueError):
-    """A model file is malformed or uses something this interpreter does not support."""
+from edgepoi.infer import ModelError  # noqa: F401 (one class for every copy of this module)
 
 
 _SIZES = {"<b": 1, "<B": 1, "<h": 2, "<H": 2, "<i": 4, "<I": 4, "<f": 4, "<q": 8, "<Q": 8, "<d": 8}

@@ -1,14 +1,18 @@
-"""Interpreter.allocate_tensors: checks, arena plan, weight streaming plan, op prepare, buffer binding.
+"""Interpreter allocation, the parts that need the parsed model: checks, arena plan, weight streaming
+plan, constant buffers; also model loading and backend resolution. (The ops' prepare runs in the
+interpreter; ``edgepoi.infer.bind`` makes the buffers.)
 
 Kept apart from the interpreter so a MicroPython heap holds this code only while allocating (the
 interpreter forgets the module afterwards). The order is chosen for small, fragmenting heaps: first
-everything that only computes sizes (its garbage collected), then the two large buffers (the arena
-and the weight scratch) on a freshly collected heap, then the per-op params and views.
+``sizes`` (pass 1, in Interpreter(); its garbage collected, then the arena and the weight scratch are
+allocated on a compact heap), then ``plan`` (pass 2, in allocate_tensors()), whose long-lived results
+are copied after a collection so they pack low.
 
 Usage (the Interpreter does this)::
 
     from edgepoi.infer import loader
-    loader.allocate(interpreter)
+    total, scratch = loader.sizes(interpreter)  # in Interpreter(), on MicroPython
+    layout = loader.plan(interpreter)           # in allocate_tensors(), then bind.bind(...)
 """
 import array
 import struct
@@ -16,7 +20,7 @@ import sys
 
 from edgepoi.infer import ops, schema
 from edgepoi.infer.flatbuf import ModelError
-from edgepoi.infer.interpreter import _FAST_PKG, _int8_view, _uctypes
+from edgepoi.infer.interpreter import _FAST_PKG, _int8_view
 
 _MICRO = sys.implementation.name == "micropython"
 _ZP_RANGE = {schema.INT8: (-128, 127), schema.INT16: (-32768, 32767), schema.UINT8: (0, 255)}
@@ -26,11 +30,6 @@ def _collect():
     if _MICRO:
         import gc
         gc.collect()
-
-
-def _param_only(op, k):
-    """Input k of op is decoded into params by prepare (bias of FC/CONV/DW): eval never reads it."""
-    return k == 2 and op.opcode in (schema.FULLY_CONNECTED, schema.CONV_2D, schema.DEPTHWISE_CONV_2D)
 
 
 def _check(it, tensors, operators):
@@ -49,18 +48,22 @@ def _check(it, tensors, operators):
                                                                         t.type_name))
         dynamic.append(t.index)
     read = set()
+    param_only = None
+    if it.stream_weights:
+        from edgepoi.infer.stream import param_only
     for op in operators:
         for i in op.outputs:
             if tensors[i].data is not None and not tensors[i].is_variable:
                 raise ModelError("op %d (%s): output tensor %d is a constant" % (op.index, op.name, i))
         for k, i in enumerate(op.inputs):
-            if i >= 0 and not (it.stream_weights and _param_only(op, k)):
+            if i >= 0 and not (param_only is not None and param_only(op, k)):
                 read.add(i)
     return dynamic, read
 
 
 def _plan_arena(it, g, operators, dynamic, check=True):
-    """(int8 arena tensors, their offsets, arena bytes, sizes of the other dynamic tensors)."""
+    """([(tensor, offset, bytes)] of int8 arena tensors, arena bytes, [(tensor, bytes)] of the other
+    dynamic tensors); ModelError when they need more than max_arena_bytes (default: the free heap)."""
     from edgepoi.infer import arena
     tensors = it._tl
     used = set(g.inputs) | set(g.outputs)
@@ -92,81 +95,80 @@ def _plan_arena(it, g, operators, dynamic, check=True):
     return [(i, off, sizes[i][0]) for i, off in zip(int8, offsets)], total, other
 
 
-def _scratch(stream, it, tensors, operators):
-    return stream.Streamer(it._data, tensors, operators, chunk_fc=it.backend != "numpy")
-
-
-def reserve(it):
-    """Allocate the arena and the weight scratch now (pass 1: sizes only), before anything else
-    scatters small objects over the heap; allocate_tensors() then uses them. Returns
-    (arena, scratch, scratch size)."""
+def sizes(it):
+    """(arena bytes, weight scratch bytes or -1): pass 1 of the plan, sizes only."""
     g = it._g
     tensors = it._tl
     operators = g.operators if _MICRO else list(g.operators)
-    stream = None
-    if it.stream_weights:
-        from edgepoi.infer import stream
     # only two sizes survive this pass: its many small results, interleaved with the garbage of
     # decoding tensors, would otherwise scatter over a small heap and leave no block for the arena
     total = _plan_arena(it, g, operators, _check(it, tensors, operators)[0])[1]
-    size = _scratch(stream, it, tensors, operators).size if stream else 0
-    operators = tensors = g = None
-    _collect()
-    if _MICRO and _uctypes():
-        mem = bytearray(total)  # no temporary copy; int8 tensors are signed uctypes views
-        scratch = bytearray(size) if stream else None
-    else:
-        mem = array.array("b", bytes(total)) if total else array.array("b")
-        scratch = array.array("b", bytes(size)) if stream else None
-    return mem, scratch, size
+    size = _streamer(it, tensors, operators).size if it.stream_weights else -1
+    return total, size
 
 
-def allocate(it):
-    """Everything but the ops' prepare: returns (operators, op modules, Streamer or None)."""
+def _streamer(it, tensors, operators):
+    from edgepoi.infer import stream
+    return stream.Streamer(it._data, tensors, operators, chunk_fc=it.backend != "numpy")
+
+
+def plan(it):
+    """Everything of allocate_tensors() but the ops' prepare: op modules (unsupported ops fail first),
+    tensor checks, the arena plan, the weight streaming plan, constant buffers, and the _Info of the
+    graph's inputs and outputs. Returns the layout ``bind.bind`` turns into buffers:
+    (arena bytes, int8 arena tensors as a flat array (tensor, offset, bytes, ...), [(tensor,
+    typecode, bytes)] of other dynamic tensors, [(tensor, buffer)] of constants, Streamer or None,
+    the op modules, the operators (CPython; None on MicroPython), the ops' tensors as a flat array
+    (count, inputs..., count, outputs... per op), the reserved (arena, scratch) or None)."""
     g = it._g
     tensors = it._tl
     # MicroPython decodes each Operator when iterated (none stays on the heap); CPython keeps them
     operators = g.operators if _MICRO else list(g.operators)
     mods = [ops.module_for(op) for op in operators]  # unsupported ops fail first
-    stream = None
-    if it.stream_weights:
-        from edgepoi.infer import stream
-    res, it._reserved = it._reserved, None
-    mem, scratch, size = res if res is not None else reserve(it)
-    res = None
-    # pass 2: the same plan again (deterministic), now with its lists
     dynamic, read = _check(it, tensors, operators)
-    int8, total, other = _plan_arena(it, g, operators, dynamic, False)
+    # (the free heap is no limit once the arena is reserved: pass 1 checked it)
+    int8, total, other = _plan_arena(it, g, operators, dynamic, it._reserved is None)
+    other = [(i, schema.TYPE_CODES[tensors[i].type], n) for i, n in other]
     dynamic = None
+    ios = array.array("i")
+    for op in operators:
+        ios.extend([len(op.inputs)] + op.inputs + [len(op.outputs)] + op.outputs)
+    flat = array.array("I")
+    for x in int8:
+        flat.extend(x)
+    int8 = flat
     st = None
-    if stream:
-        st = _scratch(stream, it, tensors, operators)
-        st.scratch = scratch
-        it.scratch_bytes = size
-    raw = {}
-    bufs = [None] * len(tensors)
-    if _MICRO and _uctypes():
-        for i, off, n in int8:
-            bufs[i] = _int8_view(mem, off, n)
-            raw[i] = off
-    else:
-        view = memoryview(mem)
-        for i, off, n in int8:
-            bufs[i] = view[off:off + n]
-    int8 = None
-    extra = 0
-    for i, n in other:
-        bufs[i] = array.array(schema.TYPE_CODES[tensors[i].type], bytes(n))
-        extra += n
-    it._arena = mem
-    it._raw = raw
-    it.arena_bytes = total + extra
+    if it.stream_weights:
+        st = _streamer(it, tensors, operators)
+        it.scratch_bytes = st.size
+    consts = []
     for i in (read if st is not None else range(len(tensors))):
         t = tensors[i]
         if t.data is not None and not t.is_variable and (st is None or t.type != schema.INT8):
-            bufs[i] = const_buffer(it, t)  # streamed: only small non-int8 constants stay in RAM
-    it._bufs = bufs
-    return operators, mods, st
+            consts.append((i, const_buffer(it, t)))  # streamed: only small non-int8 constants stay in RAM
+    it._vars = [(t.index, t.zero_point if t.type in (schema.INT8, schema.INT16) else 0)
+                for t in tensors if t.is_variable]
+    for i in it._inputs + it._outputs:
+        it._t(i)  # kept: the tensor calls need nothing else of the model
+    res, it._reserved = it._reserved, None
+    layout = (total, int8, other, consts, st, mods, None if _MICRO else operators, ios)
+    operators = g = tensors = int8 = other = consts = mods = ios = read = flat = None
+    if st is not None:
+        st.items = st.items[:]
+    _collect()
+    return _repack(layout) + (res,)
+
+
+def _repack(x):
+    """Fresh copies of the lists, tuples and arrays in x, made right after a collection: they pack into
+    the lowest free blocks (what outlives the allocation pins no islands all over the heap)."""
+    if isinstance(x, list):
+        return [_repack(e) for e in x]
+    if isinstance(x, tuple):
+        return tuple(_repack(e) for e in x)
+    if isinstance(x, array.array):
+        return x[:]
+    return x
 
 
 def const_buffer(it, t):

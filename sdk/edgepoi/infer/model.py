@@ -71,6 +71,10 @@ class Tensor:
     def scale_bits(self):
         return self._vec(1, "<I", 4)
 
+    def scale_bits_at(self, i):
+        """scale_bits[i] without decoding the whole vector (i < nq)."""
+        return self._fb.unpack("<I", self._q[1] + 4 * i)
+
     @property
     def zero_points(self):
         return self._vec(2, "<q", 8)
@@ -132,7 +136,7 @@ class Tensors:
         self._m = model
         self._fb = fb
         self._nt = nt  # operators: the subgraph's tensor count; -1: tensors
-        self._pos = array.array("I", positions) if positions else array.array("I")
+        self._pos = positions if isinstance(positions, array.array) else array.array("I", positions)
 
     def __len__(self):
         return len(self._pos)
@@ -143,7 +147,7 @@ class Tensors:
         if not 0 <= i < n:
             raise IndexError("tensor index out of range")
         t = Table(self._fb, self._pos[i])
-        return self._m._read_tensor(t, i) if self._nt < 0 else self._m._read_op(t, i, self._nt)
+        return self._m._read_tensor(t, i, False) if self._nt < 0 else self._m._read_op(t, i, self._nt)
 
     def __iter__(self):
         for i in range(len(self._pos)):
@@ -194,15 +198,24 @@ class Model:
         self.version = root.scalar(0, "<I", 0)
         self.description = root.string(3)
         self._fb = fb
-        self.buffer_offsets = []
-        self._buffer_sizes = []  # buffers are sliced / wrapped on demand (no object per buffer)
         start, n = root.vector(4, 4)
+        # buffers are sliced / wrapped on demand (no object per buffer); the long-lived tables of the
+        # parse are allocated at their final size before its garbage (a small heap stays compact)
+        code, size = ("I", 4) if fb.n < 1 << 32 else ("Q", 8)
+        self.buffer_offsets = array.array(code, bytes(size * n))
+        self._buffer_sizes = array.array(code, bytes(size * n))
         for k in range(n):
+            if _MICRO and k % 16 == 0:
+                _collect()
             _read_buffer(fb, Table(fb, fb.deref(start + 4 * k)), k, self.buffer_offsets, self._buffer_sizes)
+        if _MICRO:  # (what is kept goes into the lowest free blocks, below the garbage to come)
+            _collect()
         self.opcodes = [_read_opcode(t) for t in root.tables(1)]
         self.metadata = {}
         for t in root.tables(6):
             self.metadata[t.string(0)] = self._buffer(t.scalar(1, "<I", 0), "metadata")
+        if _MICRO:
+            _collect()
         self.subgraphs = [self._read_subgraph(fb, t, k) for k, t in enumerate(root.tables(2))]
         if not self.subgraphs:
             fb.fail("model has no subgraph")
@@ -222,32 +235,32 @@ class Model:
         return memoryview(fb.data)[off:off + n] if fb.data is not None else Const(fb, off, n)
 
     def _read_subgraph(self, fb, t, k):
+        # what the subgraph keeps is allocated first, the validation's garbage after it: on a small
+        # heap its long-lived objects then do not end up as islands in the space that garbage used
         g = Subgraph()
         g.name = t.string(4)
-        start, n = t.vector(0, 4)
-        pos = []
-        for i in range(n):
-            if _MICRO and i % 8 == 0:
-                _collect()
-            p = fb.deref(start + 4 * i)
-            self._read_tensor(Table(fb, p), i)  # validates; kept as its table position only
-            pos.append(p)
-        g.tensors = Tensors(self, fb, pos)
-        nt = n
+        start, nt = t.vector(0, 4)
+        ostart, no = t.vector(3, 4)
+        tpos, opos = array.array("I", bytes(4 * nt)), array.array("I", bytes(4 * no))
+        g.tensors = Tensors(self, fb, tpos)
+        g.operators = Tensors(self, fb, opos, nt)
         g.inputs = _indices(t.scalars(1, "<i"), nt, "subgraph %d inputs" % k, False)
         g.outputs = _indices(t.scalars(2, "<i"), nt, "subgraph %d outputs" % k, False)
-        start, n = t.vector(3, 4)
-        pos = []
-        for i in range(n):
+        pos = tpos
+        for i in range(nt):
             if _MICRO and i % 8 == 0:
                 _collect()
-            p = fb.deref(start + 4 * i)
+            p = pos[i] = fb.deref(start + 4 * i)
+            self._read_tensor(Table(fb, p), i)  # validates; kept as its table position only
+        pos = opos
+        for i in range(no):
+            if _MICRO and i % 8 == 0:
+                _collect()
+            p = pos[i] = fb.deref(ostart + 4 * i)
             self._read_op(Table(fb, p), i, nt)
-            pos.append(p)
-        g.operators = Tensors(self, fb, pos, nt)
         return g
 
-    def _read_tensor(self, t, i):
+    def _read_tensor(self, t, i, check=True):
         x = Tensor()
         x.index = i
         x._fb = t.fb
@@ -283,7 +296,7 @@ class Model:
                 raise ModelError("%s: %d scales but %d zero points" % (who, x.nq, nz))
             if not x.nq:
                 z_pos = 0
-        if name_len:
+        if name_len and check:  # (validated by the parse: not again on each lazy decode)
             try:
                 str(t.fb.bytes(name_pos, name_len), "utf-8")
             except (UnicodeError, ValueError):  # a decoding problem (not MemoryError) is a model error
@@ -314,15 +327,6 @@ def _collect():
     gc.collect()
 
 
-def opcodes_of(data):
-    """Builtin opcodes listed in a model (cheap: reads only operator_codes); [] if unreadable."""
-    try:
-        root = (data if isinstance(data, FlatBuf) else FlatBuf(data)).root()
-        return [_read_opcode(t)[0] for t in root.tables(1)]
-    except ModelError:
-        return []
-
-
 def _indices(values, n, who, optional):
     for v in values:
         if v >= n or v < (-1 if optional else 0):
@@ -339,8 +343,8 @@ def _read_opcode(t):
 
 def _read_buffer(fb, t, k, offsets, sizes):
     start, n = t.bytes_range(0)
-    offsets.append(start)
-    sizes.append(n)
+    offsets[k] = start
+    sizes[k] = n
     if n:
         return
     off = t.scalar(1, "<Q", 0)
@@ -348,5 +352,5 @@ def _read_buffer(fb, t, k, offsets, sizes):
     if off > 1:  # >2 GB format: data stored after the flatbuffer, offset from the file start
         if off + size > fb.n:
             fb.fail("buffer %d: offset %d + size %d beyond the %d-byte file" % (k, off, size, fb.n))
-        offsets[-1] = off
-        sizes[-1] = size
+        offsets[k] = off
+        sizes[k] = size

@@ -7,17 +7,18 @@ WRAP is 32 on 64-bit ports, 0 on 32-bit ones). MultiplyByQuantizedMultiplier nee
 on 64-bit ports it is one multiply, on 32-bit ports (``SPLIT``) it is built from 16-bit limbs with every
 intermediate below 2**31. Both paths are tested on the unix port against ``edgepoi.infer.quant``.
 
-Requant state ``q`` = (header, bias, multipliers, shifts), int32 values in bytearrays; header =
-[WRAP, split, n, out_offset, act_min, act_max, 2**30, 0]. (2**30, the rounding nudge, is read from the
+Requant state ``q``: one bytearray per op (one heap block, not four): a header of Q_HDR int32 =
+[WRAP, split, n, out_offset, act_min, act_max, 2**30, 0], then bias[n] and multipliers[n] (int32), then
+shifts[n] (int8; TFLM's shifts are within [-31, 31]). (2**30, the rounding nudge, is read from the
 header: as a literal it would not be a small int on 32-bit ports, which viper cannot use as a word.)
 
 Usage::
 
     from edgepoi.infer.fast_viper import _vq
-    qh, qb, qm, qs = _vq.op_state(p)      # (p's bias/mults/shifts become views of qb/qm/qs)
+    q = _vq.op_state(p)                   # (p's bias/mults/shifts become views into q), None: no int8 shifts
     pat, acc = _vq.scratch(k, n)          # shared int32 scratch (ops run one at a time)
-    _vq.requant(acc, y, y_offset, qh, qb, qm, qs)
-    # y[y_offset + o] = clamp(MBQM(acc[o] + bias[o], m[o], s[o]) + zp) for o < n
+    _vq.requant(acc, y, y_offset, q, first, count)
+    # y[y_offset + o] = clamp(MBQM(acc[o] + bias[first + o], m[first + o], s[first + o]) + zp), o < count
 """
 import array
 import sys
@@ -30,6 +31,8 @@ Q_HDR = 8
 
 _pat = bytearray(0)
 _acc = bytearray(0)
+_need = [0, 0]
+_pool = [None, 0]  # the block requant states are carved from while ops are set up, next offset
 
 
 def ints(values):
@@ -44,48 +47,82 @@ def _i32(buf, first, n):
     return uctypes.struct(uctypes.addressof(buf) + 4 * first, layout).v
 
 
-def _fill(values, n):
-    """A bytearray holding the n int32 values."""
-    b = bytearray(4 * n)
-    v = _i32(b, 0, n)
-    for i in range(n):
-        v[i] = values[i]
-    return b
+def _i8(buf, off, n):
+    """Indexable signed int8 view of n bytes of buf from byte offset off (uctypes, no copy)."""
+    import uctypes
+    layout = {"v": (uctypes.ARRAY | 0, uctypes.INT8 | n)}
+    return uctypes.struct(uctypes.addressof(buf) + off, layout).v
 
 
 def rq_state(bias, mults, shifts, out_offset, lo, hi):
-    """Requant state (header, bias, multipliers, shifts) for n = len(mults) channels, four separate
-    exact bytearrays (no temporaries, no growth, small blocks: a small heap is fragmented by then);
-    the module's SPLIT (tests set it) picks the product form."""
+    """Requant state ``q`` of n = len(mults) channels, in one exact bytearray (no temporaries, no
+    growth); the module's SPLIT (tests set it) picks the product form. None when a shift does not fit
+    int8 (the op then runs the reference)."""
     n = len(mults)
-    head = _fill((WRAP, SPLIT, n, out_offset, lo, hi, 1 << 30, 0), Q_HDR)
-    return head, _fill(bias, n), _fill(mults, n), _fill(shifts, n)
-
-
-def op_state(p):
-    """Requant state of a conv/FC params dict. Its bias/mults/shifts lists are then replaced by int32
-    views of the state's arrays (same values, indexable like the lists, so the reference op still
-    reads them; the arrays stay alive in p["_viper"]): the heap holds them once, in 12 bytes per
-    channel instead of ~24 for three lists."""
-    n = len(p["mults"])
-    if all(_is_i32(p[k]) for k in ("bias", "mults", "shifts")):  # prepare's array('i'): used as they are
-        head = _fill((WRAP, SPLIT, n, p["out_offset"], p["act_min"], p["act_max"], 1 << 30, 0), Q_HDR)
-        return head, p["bias"], p["mults"], p["shifts"]
-    q = rq_state(p["bias"], p["mults"], p["shifts"], p["out_offset"], p["act_min"], p["act_max"])
-    p["bias"] = _i32(q[1], 0, n)
-    p["mults"] = _i32(q[2], 0, n)
-    p["shifts"] = _i32(q[3], 0, n)
+    for s in shifts:
+        if not -128 <= s <= 127:
+            return None
+    q = _take(state_size(n))
+    v = _i32(q, 0, Q_HDR + 2 * n)
+    for i, x in enumerate((WRAP, SPLIT, n, out_offset, lo, hi, 1 << 30, 0)):
+        v[i] = x
+    s = 4 * (Q_HDR + 2 * n)
+    for i in range(n):
+        v[Q_HDR + i] = bias[i]
+        v[Q_HDR + n + i] = mults[i]
+        q[s + i] = shifts[i] & 0xFF
     return q
 
 
-def _is_i32(a):
-    """An array of 4-byte items (MicroPython arrays have no typecode: measure one item)."""
-    return isinstance(a, array.array) and len(a) > 0 and len(bytes(a[:1])) == 4
+def state_size(n):
+    """Bytes of the requant state of n channels."""
+    return (4 * (Q_HDR + 2 * n) + n + 3) & ~3
+
+
+def reserve(nbytes):
+    """One block for the requant states of the ops about to be set up (each then a memoryview into
+    it, in order): allocated before prepare's garbage, it needs no large free block later."""
+    _pool[0] = bytearray(nbytes) if nbytes else None
+    _pool[1] = 0
+
+
+def _take(size):
+    buf, off = _pool
+    if buf is not None and off + size <= len(buf):
+        _pool[1] = off + size
+        return memoryview(buf)[off:off + size]
+    return bytearray(size)
+
+
+def op_state(p):
+    """Requant state of a conv/FC params dict, a fresh copy of its bias/mults/shifts (allocated now,
+    packed where the heap is free: the setup of an op runs right after a collection, and the params of
+    its prepare are then dropped), or None. p's bias/mults/shifts are replaced by views into it (same
+    values, indexable like before, so the reference op still reads them): the heap holds them once,
+    in 9 bytes per channel."""
+    n = len(p["mults"])
+    q = rq_state(p["bias"], p["mults"], p["shifts"], p["out_offset"], p["act_min"], p["act_max"])
+    if q is not None:
+        p["bias"] = _i32(q, Q_HDR, n)
+        p["mults"] = _i32(q, Q_HDR + n, n)
+        p["shifts"] = _i8(q, 4 * (Q_HDR + 2 * n), n)
+    return q
+
+
+def need(npat, nacc):
+    """Record that an op needs npat and nacc scratch values (``scratch`` allocates the largest)."""
+    if npat > _need[0]:
+        _need[0] = npat
+    if nacc > _need[1]:
+        _need[1] = nacc
 
 
 def scratch(npat, nacc):
-    """Two shared int32 scratch buffers of at least npat and nacc values (grown, never shrunk)."""
+    """Two shared int32 scratch buffers of at least npat and nacc values, and of every recorded need
+    (grown, never shrunk)."""
     global _pat, _acc
+    npat = max(npat, _need[0])
+    nacc = max(nacc, _need[1])
     if len(_pat) < 4 * npat:
         _pat = None
         _pat = bytearray(4 * npat)
@@ -105,9 +142,9 @@ def cached(p, build):
 
 
 @micropython.viper
-def requant(accb, y, yoff: int, qh, qb, qm, qs) -> int:
-    """y[yoff + o] = clamp(MultiplyByQuantizedMultiplier(acc[o] + bias[o], m[o], s[o]) + zp), o < n."""
-    pq = ptr32(qh)
+def requant(accb, y, yoff: int, q, first: int, count: int) -> int:
+    """y[yoff + o] = clamp(MBQM(acc[o] + bias[first + o], m[first + o], s[first + o]) + zp), o < count."""
+    pq = ptr32(q)
     pa = ptr32(accb)
     py = ptr8(int(ptr8(y)) + yoff)
     wrap = int(pq[0])
@@ -117,13 +154,16 @@ def requant(accb, y, yoff: int, qh, qb, qm, qs) -> int:
     lo = (int(pq[4]) << wrap) >> wrap
     hi = (int(pq[5]) << wrap) >> wrap
     half = int(pq[6])
-    pb = ptr32(qb)
-    pm = ptr32(qm)
-    ps = ptr32(qs)
-    for o in range(n):
+    base = int(pq)
+    pb = ptr32(base + 4 * (8 + first))  # 8 = Q_HDR
+    pm = ptr32(base + 4 * (8 + n + first))
+    ps = ptr8(base + 4 * (8 + 2 * n) + first)
+    for o in range(count):
         v = int(pa[o]) + int(pb[o])
         v = (v << wrap) >> wrap
-        sh = (int(ps[o]) << wrap) >> wrap
+        sh = int(ps[o])
+        if sh > 127:
+            sh -= 256
         m = int(pm[o])
         if sh > 0:
             v = ((v << sh) << wrap) >> wrap

@@ -12,6 +12,13 @@ from edgepoi.infer.fast_viper import _pool, _vq
 from edgepoi.infer.ops import average_pool_2d as _ref
 
 
+def setup(p):
+    """The window geometry once; the params eval needs from then on."""
+    if p.get("int16"):
+        return p
+    return {"_viper": _vq.cached(p, _pool.geometry)}
+
+
 def eval(p, bufs):
     if p.get("int16"):
         _ref.eval(p, bufs)

@@ -19,13 +19,24 @@ from edgepoi.infer.ops import depthwise_conv_2d as _ref
 def _build(p):
     if p.get("int16"):
         return None
+    q = _vq.op_state(p)
+    if q is None:
+        return None
     n, h, wd, ch = p["in_shape"]
     _, oh, ow, oc = p["out_shape"]
     geo = _vq.ints([_vq.WRAP, n, h, wd, ch, oh, ow, oc, p["filter_h"], p["filter_w"], p["stride_h"],
                     p["stride_w"], p["dil_h"], p["dil_w"], p["pad_h"], p["pad_w"], p["in_offset"] - 128,
                     p["w_offset"] - 128, p["depth_multiplier"]])
-    q = _vq.op_state(p)
-    return geo, q, oc
+    return geo, q, oc, 2 * p["filter_h"] * p["filter_w"]
+
+
+def setup(p):
+    """The state once (and its need of the shared scratch); the params eval needs from then on."""
+    st = _vq.cached(p, _build)
+    if st is None:
+        return p
+    _vq.need(st[3], st[2])
+    return {"_viper": st}
 
 
 def eval(p, bufs):
@@ -33,8 +44,8 @@ def eval(p, bufs):
     if st is None:
         _ref.eval(p, bufs)
         return
-    geo, q, oc = st
-    taps, acc = _vq.scratch(2 * p["filter_h"] * p["filter_w"], oc)
+    geo, q, oc, ntaps = st
+    taps, acc = _vq.scratch(ntaps, oc)
     _dw(bufs[0], bufs[1], bufs[-1], geo, (acc, q, taps))
 
 
@@ -62,10 +73,6 @@ def _dw(x, w, y, geo, ctx) -> int:
     dm = int(g[18])
     accb = ctx[0]
     q = ctx[1]
-    qh = q[0]
-    qb = q[1]
-    qm = q[2]
-    qs = q[3]
     acc = ptr32(accb)
     px = ptr8(x)
     pw = ptr8(w)
@@ -155,6 +162,6 @@ def _dw(x, w, y, geo, ctx) -> int:
                                 t += 2
                             acc[o] = a0
                             o += 1
-                _vq.requant(accb, y, yi, qh, qb, qm, qs)
+                _vq.requant(accb, y, yi, q, 0, oc)
                 yi += oc
     return 0

@@ -15,27 +15,42 @@ Usage (the Interpreter does this for backend "viper")::
     from edgepoi.infer.fast_viper import fully_connected
     fully_connected.eval(params, bufs)
 """
-import array
-
 import micropython
 
 from edgepoi.infer.fast_viper import _vq
 from edgepoi.infer.ops import fully_connected as _ref
 
-CHUNK = 256
+CHUNK = 128
 
 
 def _build(p):
     if p.get("int16"):
         return None
-    geo = _vq.ints([_vq.WRAP, p["batches"], p["depth"], p["units"], p["in_offset"] - 128,
-                    p["w_offset"] - 128, CHUNK, 0, p["units"]])
     q = _vq.op_state(p)
+    if q is None:
+        return None
+    # [..., first unit, unit count, depth from, depth to, weight row stride, 1: zero the sums first,
+    # 2: requantize after]
+    geo = _vq.ints([_vq.WRAP, p["batches"], p["depth"], p["units"], p["in_offset"] - 128,
+                    p["w_offset"] - 128, CHUNK, 0, p["units"], 0, p["depth"], p["depth"], 3])
     return geo, q, p["depth"], p["units"]
 
 
+def setup(p):
+    """The state once (and its need of the shared scratch); the params eval needs from then on."""
+    st = _vq.cached(p, _build)
+    if st is None:
+        return p
+    _vq.need(min(st[2], CHUNK), st[3])
+    return {"_viper": st}
+
+
 def eval(p, bufs):
-    eval_rows(p, bufs, 0, p["units"])
+    st = _vq.cached(p, _build)
+    if st is None:
+        _ref.eval(p, bufs)
+        return
+    eval_rows(p, bufs, 0, st[3])
 
 
 def eval_rows(p, bufs, u0, u1):
@@ -46,19 +61,25 @@ def eval_rows(p, bufs, u0, u1):
         return
     geo, q, depth, units = st
     pat, acc = _vq.scratch(min(depth, CHUNK), units)
-    if u0 == 0 and u1 == units:
-        geo[7], geo[8] = 0, units
-    else:  # a slice of the requant state: header with n = u1 - u0, per-channel arrays from u0
-        geo[7], geo[8] = u0, u1 - u0
-        head = bytearray(q[0])
-        _vq._i32(head, 2, 1)[0] = u1 - u0
-        q = (head, _from(q[1], u0), _from(q[2], u0), _from(q[3], u0))
+    geo[7], geo[8] = u0, u1 - u0  # first unit and unit count (requant reads the state from u0)
+    geo[9], geo[10], geo[11], geo[12] = 0, depth, depth, 3
     _fc(bufs[0], bufs[1], bufs[-1], geo, (pat, acc, q))
 
 
-def _from(a, u0):
-    """int32 values of a (array('i') or bytearray) from index u0, without a copy."""
-    return memoryview(a)[u0 if isinstance(a, array.array) else 4 * u0:]
+def eval_seg(p, bufs, u, d0, d1, acc):
+    """Unit u over depth d0..d1-1 only, batch 1, bufs[1] holding just w[u, d0:d1] (see the reference
+    op's eval_seg); the partial sum stays in the shared accumulator between the segments of a row
+    (acc, the caller's, is the reference op's)."""
+    st = _vq.cached(p, _build)
+    if st is None:
+        _ref.eval_seg(p, bufs, u, d0, d1, acc)
+        return
+    geo, q, depth, units = st
+    pat, sums = _vq.scratch(min(depth, CHUNK), units)
+    geo[7], geo[8] = u, 1
+    geo[9], geo[10], geo[11] = d0, d1, d1 - d0
+    geo[12] = (1 if d0 == 0 else 0) | (2 if d1 == depth else 0)
+    _fc(bufs[0], bufs[1], bufs[-1], geo, (pat, sums, q))
 
 
 @micropython.viper
@@ -73,23 +94,24 @@ def _fc(x, w, y, geo, ctx) -> int:
     chunk = int(g[6])
     u0 = int(g[7])
     nu = int(g[8])
+    d0 = int(g[9])
+    d1 = int(g[10])
+    ws = int(g[11])
+    flags = int(g[12])
     accb = ctx[1]
     q = ctx[2]
-    qh = q[0]
-    qb = q[1]
-    qm = q[2]
-    qs = q[3]
     pat = ptr32(ctx[0])
     patp = int(pat)
     acc = ptr32(accb)
     px = ptr8(x)
     wbase = int(ptr8(w))
     for b in range(batches):
-        for u in range(nu):
-            acc[u] = 0
-        c0 = 0
-        while c0 < depth:
-            k = depth - c0
+        if flags & 1:
+            for u in range(nu):
+                acc[u] = 0
+        c0 = d0
+        while c0 < d1:
+            k = d1 - c0
             if k > chunk:
                 k = chunk
             k8 = k & ~7
@@ -101,7 +123,7 @@ def _fc(x, w, y, geo, ctx) -> int:
                 ssum += v
             corr = wadd * ssum
             for u in range(nu):
-                r = ptr8(wbase + u * depth + c0)
+                r = ptr8(wbase + u * ws + c0 - d0)
                 pp = ptr32(patp)
                 a = 0
                 i = 0
@@ -120,5 +142,6 @@ def _fc(x, w, y, geo, ctx) -> int:
                     i += 1
                 acc[u] = int(acc[u]) + a + corr
             c0 += k
-        _vq.requant(accb, y, b * units + u0, qh, qb, qm, qs)
+        if flags & 2:
+            _vq.requant(accb, y, b * units + u0, q, u0, nu)
     return 0

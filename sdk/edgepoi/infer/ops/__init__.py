@@ -28,7 +28,10 @@ Every supported builtin op has a module ``edgepoi/infer/ops/<name>.py`` exposing
     (variable tensors are ordinary buffers). This pure-Python code is MicroPython-safe and is the truth.
 
 Fast paths (``edgepoi/infer/fast_numpy/<name>.py``) provide ``eval(params, arrays)`` consuming the same
-``params`` with ``arrays`` laid out like ``bufs`` but as numpy arrays shaped like the tensors.
+``params`` with ``arrays`` laid out like ``bufs`` but as numpy arrays shaped like the tensors. A fast
+module may also define ``setup(params) -> params``: the Interpreter calls it once after ``prepare`` and
+passes what it returns (its own precomputed state; on a small heap, less than the dict) to that fast
+module's ``eval`` from then on (``edgepoi.infer.backends.Setup``).
 
 Usage::
 

@@ -8,6 +8,7 @@ Usage::
 """
 import array
 import struct
+import sys
 
 from edgepoi.infer import quant, schema
 from edgepoi.infer.flatbuf import ModelError  # noqa: F401
@@ -125,21 +126,21 @@ def channel_multipliers(op, in_t, w_t, out_t, n, per_tensor_fc=False):
     array('i') of n values."""
     isb, _ = qparams(op, in_t, "input")
     osb, _ = qparams(op, out_t, "output")
-    wb = w_t.scale_bits
-    if not wb:
+    nw = w_t.nq  # (scales read one by one: a list of them is a large block on a small heap)
+    if not nw:
         op.fail("weights (%s) are not quantized" % w_t.name)
-    if len(wb) > 1 and len(wb) != n:
-        op.fail("weights have %d scales for %d output channels" % (len(wb), n))
+    if nw > 1 and nw != n:
+        op.fail("weights have %d scales for %d output channels" % (nw, n))
     mults, shifts = array.array("i", bytes(4 * n)), array.array("i", bytes(4 * n))
     try:
-        if len(wb) == 1:
+        if nw == 1:
             fn = quant.fc_multiplier if per_tensor_fc else quant.conv_multiplier
-            m, s = fn(isb, wb[0], osb)
+            m, s = fn(isb, w_t.scale_bits_at(0), osb)
             for i in range(n):
                 mults[i], shifts[i] = m, s
         else:
             for i in range(n):
-                mults[i], shifts[i] = quant.conv_multiplier(isb, wb[i], osb)
+                mults[i], shifts[i] = quant.conv_multiplier(isb, w_t.scale_bits_at(i), osb)
     except ValueError as e:
         op.fail(str(e))
     return mults, shifts
@@ -168,10 +169,28 @@ def bias_list(op, tensors, k, n):
     b = inp(op, tensors, k, (INT32, schema.INT64), optional=True)
     if b is None:
         return array.array("i", bytes(4 * n))
+    if b.type == INT32 and b.data is not None and len(b.data) == 4 * n:
+        a = array.array("i", bytes(4 * n))  # decoded in place: no list of n ints on the heap
+        d = b.data
+        if hasattr(d, "readinto") and sys.byteorder == "little":
+            d.readinto(_bytes_of(a))  # model.Const: straight from the file
+        else:
+            for i in range(n):
+                a[i] = struct.unpack_from("<i", d, 4 * i)[0]
+        return a
     vals = const_ints(op, b, "bias")
     if len(vals) != n:
         op.fail("bias has %d values for %d output channels" % (len(vals), n))
     return ints(vals)
+
+
+def _bytes_of(a):
+    """A writable byte view of array a."""
+    try:
+        import uctypes
+    except ImportError:
+        return memoryview(a).cast("B")
+    return uctypes.bytearray_at(uctypes.addressof(a), len(a) * 4)
 
 
 def bias_type(op, tensors, k):

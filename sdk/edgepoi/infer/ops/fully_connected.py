@@ -65,3 +65,21 @@ def eval_rows(p, bufs, u0, u1):
                     acc += w[wb + i] * x[i]
             v = mb(acc, mults[u], shifts[u]) + ooff
             y[b * units + u] = lo if v < lo else (hi if v > hi else v)
+
+
+def eval_seg(p, bufs, u, d0, d1, acc):
+    """Unit u over depth d0..d1-1 only, batch 1, bufs[1] holding just w[u, d0:d1] (streamed weights
+    of a row longer than the scratch): the partial sum goes to acc[0]; the last segment (d1 = depth)
+    writes y[u]."""
+    x, w, y = bufs[0], bufs[1], bufs[-1]
+    woff = p["w_offset"]
+    s = acc[0] if d0 else p["folded_bias"][u]
+    for i in range(d1 - d0):
+        s += (w[i] + woff) * x[d0 + i]
+    if d1 < p["depth"]:
+        acc[0] = s
+        return
+    mb = _mbqm64 if p["int16"] else _mbqm
+    v = mb(s, p["mults"][u], p["shifts"][u]) + p["out_offset"]
+    lo, hi = p["act_min"], p["act_max"]
+    y[u] = lo if v < lo else (hi if v > hi else v)
