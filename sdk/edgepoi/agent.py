@@ -104,18 +104,26 @@ def _quantize_into(values, dst, off, quantization):
 
 
 class _Reveal:
-    """The inputs of the newest ``slots`` inferences, for cmd/reveal audits: one buffer allocated with
-    the model, so keeping inputs never allocates (nor fragments a small heap) while the loop runs."""
+    """The inputs of the newest inferences, for cmd/reveal audits: ``slots`` buffers allocated with the
+    model (one per input, so no large contiguous block is needed), so keeping inputs never allocates
+    (nor fragments a small heap) while the loop runs. When the heap cannot spare every slot it keeps
+    as many as it could allocate (at least one); ``len(seqs)`` says how many."""
 
     def __init__(self, slots, n):
-        self.n = n
-        self.buf = bytearray(slots * n)
-        self.seqs = [-1] * slots
+        self.bufs = []
+        for _ in range(slots):
+            try:
+                self.bufs.append(bytearray(n))
+            except MemoryError:
+                if not self.bufs:
+                    raise
+                break
+        self.seqs = [-1] * len(self.bufs)
         self.next = 0
 
     def put(self, seq, data):
-        i, n = self.next, self.n
-        memoryview(self.buf)[i * n:(i + 1) * n] = data
+        i = self.next
+        self.bufs[i][:] = data
         self.seqs[i] = seq
         self.next = (i + 1) % len(self.seqs)
 
@@ -125,7 +133,7 @@ class _Reveal:
             return None
         for i in range(len(self.seqs)):
             if self.seqs[i] == seq:
-                return bytes(self.buf[i * self.n:(i + 1) * self.n])
+                return bytes(self.bufs[i])
         return None
 
 
@@ -168,15 +176,15 @@ class Agent:
         self.gc_every = int(cfg.get("gc_every", 1 if MICROPYTHON else 0))
         self.interp = None
         self.attester = None
-        # the key first, the model last: code and small objects pack low, then the model's big
-        # buffers are allocated in one piece (a small heap never moves what it allocated)
+        # the model first: its big buffers are allocated while the heap is still in one piece (a small
+        # heap never moves what it allocated), and loading it peaks before the signing code is in
+        if cfg.get("model"):
+            self._load_model(cfg["model"], cfg.get("backend", "auto"))
         if cfg.get("key"):
             from edgepoi import attest
             from edgepoi.keys import open_key
             self.attester = attest.Attester(open_key(cfg["key"]), self.dev, _QueueSeq(self.queue),
                                             _QueueChain(self.queue, self.root + "attest"))
-        if cfg.get("model"):
-            self._load_model(cfg["model"], cfg.get("backend", "auto"))
 
     # -- model --------------------------------------------------------------------------------
     def _load_model(self, path, backend):
@@ -191,20 +199,21 @@ class Agent:
                 h.update(chunk)
         self.model_digest = h.digest()
         self.interp = Interpreter(model_path=path, backend=backend)
-        self.interp.allocate_tensors()
         self.in_detail = self.interp.get_input_details()[0]
         self.out_detail = self.interp.get_output_details()[0]
         n = 1
         for d in self.in_detail["shape"]:
             n *= int(d)
         self.window = n
-        self.win = None
+        # the agent's own big buffers next to the model's (reserved when it was opened), before
+        # allocate_tensors() drops the parser and leaves holes only small objects fit in
         gc.collect()
         self.win = bytearray(n)
         self.filled = 0
         # audits need the inputs of recent inferences; a big input tensor gets fewer slots (heap)
         slots = max(1, min(int(self.cfg.get("reveal_slots", 8)), int(self.cfg.get("reveal_bytes", 8192)) // n))
         self.reveal = _Reveal(slots, n)
+        self.interp.allocate_tensors()
 
     def _reload_model(self, path):
         """ModelUpdate's reload callback: drop the old interpreter first (heap), raise if it fails."""
