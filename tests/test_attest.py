@@ -10,8 +10,8 @@ from pycose.keys import EC2Key
 from pycose.keys.curves import P256
 from pycose.messages import CoseMessage
 
-from edgepoi import attest, cbor, cose
-from edgepoi.attest import Rejection
+from edgepoi import attest, attest_verify, cbor, cose
+from edgepoi.attest_verify import Rejection
 from edgepoi.counter import FileCounter, MemoryCounter
 from edgepoi.keys import open_key
 
@@ -31,17 +31,17 @@ def work(a, i=0, epoch=7, nonce=NONCE, model=MODEL):
 
 
 def setup(key, device="dev-1", models=None):
-    reg = attest.MemoryRegistry()
+    reg = attest_verify.MemoryRegistry()
     reg.add(device, key.public_key(), models)
-    beacons = attest.BeaconWindow(keep=2)
+    beacons = attest_verify.BeaconWindow(keep=2)
     beacons.add(7, NONCE)
-    return attest.Verifier(reg, attest.MemoryState(), beacons)
+    return attest_verify.Verifier(reg, attest_verify.MemoryState(), beacons)
 
 
 def rejected(v, msg):
     with pytest.raises(Rejection) as e:
         v.verify(msg)
-    assert e.value.reason in attest.REASONS
+    assert e.value.reason in attest_verify.REASONS
     return e.value.reason
 
 
@@ -108,7 +108,7 @@ def test_each_rejection_reason(key, tmp_path):
 
 
 def test_beacon_window_keeps_the_last_beacons(key):
-    w = attest.BeaconWindow(keep=2)
+    w = attest_verify.BeaconWindow(keep=2)
     w.add(1, b"a" * 16)
     w.add(2, b"b" * 16)
     assert w.accepts(1, b"a" * 16) and w.accepts(2, b"b" * 16)
@@ -147,7 +147,7 @@ def test_make_claims_validates_and_names_round_trip():
     good = dict(device_id="d", seq=1, prev=b"\x00" * 32, epoch=1, nonce=b"n" * 8, model_digest=MODEL,
                 input_digest=MODEL, output=b"", work_units=0, backend="b", bit_exact=False, iat=0)
     claims = attest.make_claims(**good)
-    assert attest.from_named(attest.named(claims)) == claims
+    assert attest_verify.from_named(attest_verify.named(claims)) == claims
     for k, v in (("seq", -1), ("seq", True), ("prev", b"short"), ("nonce", b"1234567"),
                  ("device_id", ""), ("work_units", 1.5), ("bit_exact", 1), ("backend", b"x")):
         with pytest.raises(attest.ClaimsError):
@@ -155,7 +155,7 @@ def test_make_claims_validates_and_names_round_trip():
     with pytest.raises(attest.ClaimsError):
         attest.make_claims(**dict(good, ueid=b"\x02" + b"x" * 16))
     with pytest.raises(attest.ClaimsError):
-        attest.from_named({"no_such_claim": 1})
+        attest_verify.from_named({"no_such_claim": 1})
 
 
 def test_micropython_attester_chain_verifies_on_cpython(micropython, tmp_path, key):
@@ -173,6 +173,34 @@ for i in range(3):
     seqs = [v.verify(bytes.fromhex(h))[attest.SEQ] for h in out]
     assert seqs == [1, 2, 3]
     assert (tmp_path / "last").read_bytes() == bytes.fromhex(out[-1])
+
+
+def test_a_signing_device_loads_no_verifier_side(tmp_path):
+    # the agent's path under MicroPython, from ROMFS: create a key, attest; the verifier modules and the
+    # key-file set-up code are never (or no longer) in memory, and the message verifies on CPython
+    from edgepoi_host import bundle
+    from edgepoi_host.runtime.micropython import MicroPython
+    rom = bundle.build("unix", str(tmp_path / "rom"), romfs=True)
+    code = """
+import gc, sys
+from edgepoi import attest
+from edgepoi.counter import MemoryCounter
+from edgepoi.keys import open_key
+k = open_key('file:%s')
+a = attest.Attester(k, 'mp-dev', MemoryCounter(), attest.MemoryStore(), clock=lambda: 1234)
+print(a.attest(%r, %r, b'out', 99, 'mpy-viper', True, 7, %r).hex())
+print(k.public_key().hex())
+print(' '.join(sorted(m for m in sys.modules if m.startswith('edgepoi'))))
+""" % (tmp_path / "dev.pem", MODEL, MODEL, NONCE)
+    out = MicroPython(heapsize="64K", sdk=False, romfs=rom.romfs_image).run_code(code).stdout.splitlines()
+    loaded = set(out[2].split())
+    assert {"edgepoi.attest", "edgepoi.cose", "edgepoi.p256", "edgepoi.keys.file"} <= loaded, loaded
+    assert not loaded & {"edgepoi.attest_verify", "edgepoi.cose_verify", "edgepoi.p256_verify",
+                         "edgepoi.keys.keyfile", "edgepoi.keys.pkcs8"}, loaded
+    reg = attest_verify.MemoryRegistry()
+    reg.add("mp-dev", bytes.fromhex(out[1]))
+    claims = attest_verify.verify_attestation(bytes.fromhex(out[0]), reg, attest_verify.MemoryState())
+    assert claims[attest.SEQ] == 1 and claims[attest.OUTPUT] == b"out"
 
 
 def test_file_store_returns_only_whole_messages(key, tmp_path):

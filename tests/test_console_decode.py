@@ -9,7 +9,7 @@ import shlex
 
 from hypothesis import given, settings, strategies as st
 
-from edgepoi import attest, cbor
+from edgepoi import attest, attest_verify, cbor
 from edgepoi.counter import FileCounter
 from edgepoi.keys import open_key
 from edgepoi_host.console import decode
@@ -73,7 +73,7 @@ def test_attestation_checked_against_the_registry_database(tmp_path):
 
 def test_forged_attestations_are_bad_signatures(tmp_path):
     key, att = make_attester(tmp_path, "dev-1")
-    reg = attest.MemoryRegistry()
+    reg = attest_verify.MemoryRegistry()
     reg.add("dev-1", key.public_key())
     keys = decode.KeyRing(reg)
     msg = one_attestation(att, out=b"\x10\x20\x30")
@@ -93,8 +93,8 @@ def test_attestation_verdicts_without_keys_with_an_unknown_key_and_for_another_d
     msg = one_attestation(att)
     assert decode.decode("edgepoi/v1/dev-1/attest", msg).verdict == decode.UNCHECKED
     assert decode.decode("edgepoi/v1/dev-1/attest", msg,
-                         decode.KeyRing(attest.MemoryRegistry())).verdict == decode.UNKNOWN_KEY
-    reg = attest.MemoryRegistry()
+                         decode.KeyRing(attest_verify.MemoryRegistry())).verdict == decode.UNKNOWN_KEY
+    reg = attest_verify.MemoryRegistry()
     reg.add("dev-2", key.public_key())
     rec = decode.decode("edgepoi/v1/dev-2/attest", msg, decode.KeyRing(reg))
     assert rec.verdict == decode.WRONG_DEVICE and rec.fields["claimed_device"] == "dev-1"
@@ -174,7 +174,7 @@ def test_decode_never_raises_and_only_device_topics_make_device_events(topic, pa
 
 def test_fleet_model_rows_rates_and_verdicts(tmp_path):
     key, att = make_attester(tmp_path, "d1")
-    reg = attest.MemoryRegistry()
+    reg = attest_verify.MemoryRegistry()
     reg.add("d1", key.public_key())
     keys = decode.KeyRing(reg)
     fleet = FleetModel(window=10.0)

@@ -49,7 +49,7 @@ CPYTHON_CLASSES = {"LinuxI2C": "the Raspberry Pi transport for /dev/i2c-N (os.op
                                "passes a machine.I2C instead"}
 # (file, enclosing function/class, error text fragment) -> why it is accepted today. Each is a known gap.
 KNOWN = {
-    ("sdk/edgepoi/keys/file.py", "_fsync_dir", 'Module has no attribute'):
+    ("sdk/edgepoi/keys/keyfile.py", "_fsync_dir", 'Module has no attribute'):
         "_fsync_dir is only called under `if _CPYTHON:` (MicroPython's VFS has no directory fsync)",
 }
 ERROR_RE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): error: (?P<msg>.*?)\s+\[(?P<code>[a-z-]+)\]$")

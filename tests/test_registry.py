@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edgepoi import attest
+from edgepoi import attest, attest_verify
 from edgepoi.keys import key_id_of
 from edgepoi_host.edge import db, edge_cli, registry
 from edgepoi_host.runtime.broker import Mosquitto, free_port
@@ -86,12 +86,12 @@ def test_flags_and_the_attestation_verifier_use_the_registry(reg, tmp_path):
             return self.n
     a = attest.Attester(key, "dev-1", C(), attest.MemoryStore())
     m = a.attest(b"m" * 32, b"i" * 32, b"o", 10, "ref", True, 1, b"n" * 16)
-    claims = attest.verify_attestation(m, reg, attest.MemoryState())
+    claims = attest_verify.verify_attestation(m, reg, attest_verify.MemoryState())
     assert claims[attest.DEVICE_ID] == "dev-1"
     reg.register("dev-1", new_key()[1], rotate=True)
-    with pytest.raises(attest.Rejection) as e:
-        attest.verify_attestation(a.attest(b"m" * 32, b"i" * 32, b"o", 10, "ref", True, 1, b"n" * 16), reg,
-                                  attest.MemoryState())
+    with pytest.raises(attest_verify.Rejection) as e:
+        attest_verify.verify_attestation(a.attest(b"m" * 32, b"i" * 32, b"o", 10, "ref", True, 1, b"n" * 16), reg,
+                                  attest_verify.MemoryState())
     assert e.value.reason == "unknown_key"
     reg.flag("dev-1", "audit mismatch at seq 2")
     assert reg.get("dev-1")["flagged"] and reg.flagged() == {"dev-1"}

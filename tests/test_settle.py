@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from edgepoi import attest, cbor, cose
+from edgepoi import attest, cbor, cose_verify
 from edgepoi.keys import open_key
 from edgepoi_host.edge import db, edge_cli, merkle, settle
 from edgepoi_host.edge.registry import Registry
@@ -136,7 +136,7 @@ def test_settle_builds_a_signed_batch_over_the_accepted_attestations(ledger, tmp
     for r in want:
         totals[r[0]] = totals.get(r[0], 0) + r[4]
     assert batch["work"] == totals and h["total_work"] == sum(totals.values())
-    assert cbor.loads(cose.verify1(batch["signature"], signer.public_key())) == h
+    assert cbor.loads(cose_verify.verify1(batch["signature"], signer.public_key())) == h
     with open(os.path.join(out, "batch-5.cbor"), "rb") as f:
         raw = f.read()
     assert raw == cbor.dumps(batch) and cbor.loads(raw) == batch

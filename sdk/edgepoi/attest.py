@@ -1,4 +1,4 @@
-"""Proof-of-Intelligence attestations: the claims profile, the device-side Attester, the verifier.
+"""Proof-of-Intelligence attestations, device side: the claims profile and the Attester that signs.
 
 Device side::
 
@@ -9,12 +9,8 @@ Device side::
     msg = a.attest(model_digest, input_digest, output_bytes, work_units=12345, backend="mpy-ref",
                    bit_exact=True, epoch=7, nonce=beacon_nonce)     # COSE_Sign1 bytes, chained
 
-Verifier side (the edge node backs ``state`` with its database)::
-
-    reg = attest.MemoryRegistry(); reg.add("dev-1", pub65)
-    beacons = attest.BeaconWindow(keep=2); beacons.add(7, beacon_nonce)   # as they are published
-    claims = attest.verify_attestation(msg, reg, attest.MemoryState(), beacons)
-    # -> dict of claims (int keys), or raises attest.Rejection(reason, detail)
+Checking attestations (registry, chain state, freshness beacons, Rejection reasons) and reading claims
+by name are edgepoi.attest_verify, which a device that only signs never loads.
 
 Claim keys (docs/ATTESTATION.md): RFC 9711 ueid 256, eat_nonce 10, iat 6; edgepoi private-use keys
 (CWT private range, below -65536) DEVICE_ID .. BIT_EXACT = -65537 .. -65546. The payload is the
@@ -23,7 +19,7 @@ claims map in deterministic CBOR; the message is a COSE_Sign1 (edgepoi.cose) who
 import hashlib
 
 from edgepoi import cbor
-from edgepoi import cose
+from edgepoi.cose import sign1
 
 UEID, EAT_NONCE, IAT = 256, 10, 6
 DEVICE_ID, SEQ, PREV, EPOCH, MODEL, INPUT, OUTPUT, WORK, BACKEND, BIT_EXACT = (
@@ -35,21 +31,10 @@ _TYPES = {UEID: bytes, EAT_NONCE: bytes, IAT: int, DEVICE_ID: str, SEQ: int, PRE
           EPOCH: int, MODEL: bytes, INPUT: bytes, OUTPUT: bytes, WORK: int, BACKEND: str,
           BIT_EXACT: bool}
 ZERO_HASH = b"\x00" * 32
-REASONS = ("malformed", "bad_signature", "unknown_key", "unknown_device", "stale_nonce", "replayed",
-           "sequence_gap", "chain_broken", "wrong_model")
 
 
 class ClaimsError(ValueError):
     """make_claims / check_claims got a value outside the profile."""
-
-
-class Rejection(Exception):
-    """The verifier refused an attestation; ``reason`` is one of REASONS, ``detail`` says why."""
-
-    def __init__(self, reason, detail=""):
-        super().__init__("%s: %s" % (reason, detail) if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 def ueid_for(device_id):
@@ -91,32 +76,10 @@ def make_claims(device_id, seq, prev, epoch, nonce, model_digest, input_digest, 
     return check_claims(claims)
 
 
-def named(claims):
-    """Claims with names instead of keys (for JSON, logs, the CLI); unknown keys kept as numbers."""
-    return dict((NAMES.get(k, k), v) for k, v in claims.items())
-
-
-def from_named(d):
-    """Inverse of named(): names (or numeric strings) -> int keys."""
-    keys = dict((v, k) for k, v in NAMES.items())
-    out = {}
-    for k, v in d.items():
-        if k in keys:
-            out[keys[k]] = v
-        else:
-            try:
-                out[int(k)] = v
-            except ValueError:
-                raise ClaimsError("unknown claim name %r" % (k,))
-    return out
-
-
 def digest(data):
     """SHA-256 of bytes (model file, input tensor, a whole attestation)."""
     return hashlib.sha256(data).digest()
 
-
-# -- device side ---------------------------------------------------------------------------------
 
 class MemoryStore:
     """Keeps the last attestation in memory (tests, hosts that persist elsewhere)."""
@@ -144,10 +107,14 @@ class FileStore:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            cose.decode1(data)
-            return data
-        except (OSError, cose.CoseError):
+        except OSError:
             return None
+        from edgepoi import cose_verify     # loaded only when there is a message to check
+        try:
+            cose_verify.decode1(data)
+        except cose_verify.CoseError:
+            return None
+        return data
 
     def load(self):
         data = self._read(self.path)
@@ -206,7 +173,7 @@ class Attester:
         claims = make_claims(self.device_id, seq, self.prev, epoch, nonce, model_digest,
                              input_digest, output, work_units, backend, bit_exact,
                              int(self.clock()), self.ueid)
-        msg = cose.sign1(cbor.dumps(claims), self.signer)
+        msg = sign1(cbor.dumps(claims), self.signer)
         self.store.save(msg)
         self.prev = digest(msg)
         return msg
@@ -214,135 +181,3 @@ class Attester:
     def last(self):
         """The last attestation signed (to republish after a reboot), or None."""
         return self.store.load()
-
-
-# -- verifier side -------------------------------------------------------------------------------
-
-class MemoryRegistry:
-    """Known keys: key id -> (device id, public key, allowed model digests or None)."""
-
-    def __init__(self):
-        self.keys = {}
-
-    def add(self, device_id, public_key, models=None):
-        from edgepoi import p256
-        from edgepoi.keys import key_id_of
-        p256.decode_point(bytes(public_key))      # P256Error(bad_key) unless a valid P-256 point
-        kid = key_id_of(public_key)
-        self.keys[kid] = (device_id, bytes(public_key), set(models) if models else None)
-        return kid
-
-    def lookup(self, kid):
-        """-> (device_id, public_key65, models or None), or None when the key is unknown."""
-        return self.keys.get(bytes(kid))
-
-
-class MemoryState:
-    """Per-device verifier state: the protocol the edge node backs with its database."""
-
-    def __init__(self):
-        self.rows = {}
-
-    def get_state(self, device_id):
-        """-> (last accepted seq, SHA-256 of that message), or None for a device never seen."""
-        return self.rows.get(device_id)
-
-    def commit(self, device_id, seq, msg_hash):
-        self.rows[device_id] = (seq, msg_hash)
-
-
-class BeaconWindow:
-    """The freshness beacons the edge node published; an attestation must carry one of the last
-    ``keep`` (epoch, nonce) pairs, else it is rejected as stale_nonce."""
-
-    def __init__(self, keep=2):
-        self.keep = keep
-        self.beacons = []
-
-    def add(self, epoch, nonce):
-        self.beacons.append((epoch, bytes(nonce)))
-        del self.beacons[:-self.keep]
-
-    def accepts(self, epoch, nonce):
-        return (epoch, nonce) in self.beacons
-
-
-def verify_attestation(msg, registry, state, beacon_policy=None, models=None, commit=True,
-                       require_genesis=False):
-    """Check one attestation end to end and (with commit) advance the device's chain state.
-
-    Args:
-        msg: COSE_Sign1 bytes.
-        registry: lookup(kid) -> (device_id, public_key, models or None) or None.
-        state: get_state(device_id) / commit(device_id, seq, hash).
-        beacon_policy: accepts(epoch, nonce) -> bool, or None to skip the freshness check.
-        models: allowed model digests (any container), or None; the registry's set also applies.
-        require_genesis: a device's first accepted message must have prev == 32 zero bytes.
-    Returns:
-        the claims map (int keys).
-    Raises:
-        Rejection: reason in REASONS. Chain rules, with (last_seq, last_hash) the device's state:
-        seq <= last_seq -> replayed (chain_broken when seq == last_seq but the message differs);
-        seq > last_seq with prev == last_hash -> accepted (a counter may skip after a crash);
-        seq == last_seq + 1 with another prev -> chain_broken; a larger seq -> sequence_gap.
-    """
-    try:
-        kid = cose.kid_of(msg)
-    except cose.CoseError as e:
-        raise Rejection("malformed", str(e))
-    entry = registry.lookup(kid)
-    if entry is None:
-        raise Rejection("unknown_key", "no registered key with id %s" % kid.hex())
-    device_id, public_key, allowed = entry[0], entry[1], entry[2]
-    try:
-        payload = cose.verify1(msg, public_key)
-    except cose.CoseError as e:
-        raise Rejection("bad_signature" if e.reason == "bad_signature" else "malformed", str(e))
-    try:
-        claims = check_claims(cbor.loads(payload, max_depth=4, max_items=64, canonical=True))
-    except (cbor.CBORError, ClaimsError) as e:
-        raise Rejection("malformed", "claims: %s" % e)
-    if claims[DEVICE_ID] != device_id:
-        raise Rejection("unknown_device", "key %s belongs to %r, claims say %r"
-                        % (kid.hex(), device_id, claims[DEVICE_ID]))
-    if beacon_policy is not None and not beacon_policy.accepts(claims[EPOCH], claims[EAT_NONCE]):
-        raise Rejection("stale_nonce", "epoch %d with a nonce that is not a current beacon"
-                        % claims[EPOCH])
-    for allow in (models, allowed):
-        if allow is not None and claims[MODEL] not in allow:
-            raise Rejection("wrong_model", "model %s is not allowed" % claims[MODEL].hex())
-    h = digest(msg)
-    seq, prev = claims[SEQ], claims[PREV]
-    last = state.get_state(device_id)
-    if last is None:
-        if require_genesis and prev != ZERO_HASH:
-            raise Rejection("chain_broken", "first message of %r does not start a chain" % device_id)
-    else:
-        last_seq, last_hash = last
-        if seq <= last_seq:
-            if seq == last_seq and h != last_hash:
-                raise Rejection("chain_broken", "a second, different message with seq %d" % seq)
-            raise Rejection("replayed", "seq %d already accepted (last %d)" % (seq, last_seq))
-        if prev != last_hash:
-            if seq == last_seq + 1:
-                raise Rejection("chain_broken", "seq %d does not chain to seq %d" % (seq, last_seq))
-            raise Rejection("sequence_gap", "seq %d after %d: messages in between are missing"
-                            % (seq, last_seq))
-    if commit:
-        state.commit(device_id, seq, h)
-    return claims
-
-
-class Verifier:
-    """verify_attestation bound to one registry, state, beacon policy and model allow-list."""
-
-    def __init__(self, registry, state, beacon_policy=None, models=None, require_genesis=False):
-        self.registry = registry
-        self.state = state
-        self.beacon_policy = beacon_policy
-        self.models = models
-        self.require_genesis = require_genesis
-
-    def verify(self, msg, commit=True):
-        return verify_attestation(msg, self.registry, self.state, self.beacon_policy, self.models,
-                                  commit, self.require_genesis)

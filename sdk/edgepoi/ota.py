@@ -96,7 +96,7 @@ class ModelUpdate:
         self.device_id = device_id
         self.max_size = max_size
         self.progress_every = progress_every
-        self._verify = verify      # default: edgepoi.cose.verify1, imported at the first manifest
+        self._verify = verify      # default: edgepoi.cose_verify.verify1, imported at the first manifest
         d = directory.rstrip("/") + "/" if directory else ""
         base = d + (model.rsplit(".", 1)[0] if "." in model else model)
         self.path = d + model
@@ -241,11 +241,11 @@ class ModelUpdate:
         return None
 
     def on_manifest(self, message):
-        from edgepoi import cose       # lazily: a device that never gets an update never loads it
+        from edgepoi import cose_verify    # lazily: a device that never gets an update never loads it
         try:
             try:
-                payload = (self._verify or cose.verify1)(message, self.pub)
-            except cose.CoseError as e:
+                payload = (self._verify or cose_verify.verify1)(message, self.pub)
+            except cose_verify.CoseError as e:
                 raise _Reject("bad_signature", "manifest refused: %s" % e)
             m = parse_manifest(payload, self.max_size)
             if self.device_id and m.get("device", self.device_id) != self.device_id:

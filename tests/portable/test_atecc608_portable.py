@@ -2,7 +2,7 @@
 """ATECC608 driver against the frame-level chip model, under MicroPython and CPython.
 
 The model signs with real P-256 keys (edgepoi.p256 under MicroPython, `cryptography` on CPython);
-signatures are checked with edgepoi.p256.verify_digest. Expected frames are built from the datasheet
+signatures are checked with edgepoi.p256_verify.verify_digest. Expected frames are built from the datasheet
 structure with the model's CRC, or are literal known frames.
 """
 import sys
@@ -17,7 +17,7 @@ except ImportError:
 import hashlib
 
 import checks
-from edgepoi import p256
+from edgepoi import p256_verify
 from edgepoi.keys import KeyBackendError
 from edgepoi.keys import atecc608 as drv
 
@@ -74,11 +74,11 @@ def test_sign_verifies_and_survives_a_corrupted_reply():
     chip.log = []
     sig = key.sign_digest(d)
     assert cmd(0x16, 0x03, 0, d) in chip.log and cmd(0x41, 0x80, 0) in chip.log
-    assert p256.verify_digest(pub, d, sig)
-    assert not p256.verify_digest(pub, hashlib.sha256(b"other").digest(), sig)
+    assert p256_verify.verify_digest(pub, d, sig)
+    assert not p256_verify.verify_digest(pub, hashlib.sha256(b"other").digest(), sig)
     chip.log = None
     chip.corrupt_responses = 1
-    assert p256.verify_digest(pub, d, key.sign_digest(d))
+    assert p256_verify.verify_digest(pub, d, key.sign_digest(d))
     assert dev.stats["retries"] == 1
 
 

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from edgepoi import attest, cbor, cose
+from edgepoi import attest_verify, cbor, cose, cose_verify
 from edgepoi_host.console.keys import KeyRing, load_key_file  # noqa: F401 - re-exported
 
 ROOT = "edgepoi/v1/"
@@ -188,7 +188,7 @@ def decode_telemetry(rec, payload):
 
 def decode_attest(rec, payload, keys):
     try:
-        prot, _, body, _ = cose.decode1(payload)
+        prot, _, body, _ = cose_verify.decode1(payload)
         claims = cbor.loads(body, max_depth=4, max_items=64)
         if not isinstance(claims, dict):
             raise cose.CoseError("bad_structure", "claims are not a map")
@@ -197,7 +197,7 @@ def decode_attest(rec, payload, keys):
         return _generic(rec, payload)
     kid = prot[cose.H_KID]
     rec.fields["kid"] = kid.hex()
-    named = attest.named(claims)
+    named = attest_verify.named(claims)
     for k in ("seq", "backend", "work_units", "output", "epoch", "bit_exact", "model_digest",
               "input_digest", "iat"):
         if k in named:
@@ -226,7 +226,7 @@ def check_signature(payload, kid, keys, claimed_device=None):
     if entry is None:
         return UNKNOWN_KEY
     try:
-        cose.verify1(payload, entry[1])
+        cose_verify.verify1(payload, entry[1])
     except cose.CoseError as e:
         return BAD_SIGNATURE if e.reason in ("bad_signature", "bad_signature_length") else MALFORMED
     if entry[0] is not None and claimed_device is not None and entry[0] != claimed_device:

@@ -7,7 +7,7 @@ Usage::
     pub = registry.load_public_key(open("dev-1.pub.pem", "rb").read())   # PEM, DER, hex or raw -> 65 bytes
     dev = reg.register("dev-1", pub, kind="tpm2")        # idempotent for the same key
     reg.register("dev-1", other_pub, rotate=True)        # a new key needs rotate=True
-    reg.lookup(kid)            # (device_id, pub65, None) like edgepoi.attest.MemoryRegistry, or None
+    reg.lookup(kid)            # (device_id, pub65, None) like edgepoi.attest_verify.MemoryRegistry, or None
     reg.flag("dev-1", "audit: output mismatch at seq 42")
 
 Tables (component "registry", see docs/EDGE.md): ``registry_devices`` (one row per device, the current

@@ -23,7 +23,7 @@ import json
 import os
 import time
 
-from edgepoi import cbor, cose
+from edgepoi import cbor, cose, cose_verify
 from edgepoi_host.edge import merkle
 from edgepoi_host.edge.registry import MIGRATIONS as REGISTRY_MIGRATIONS
 
@@ -310,22 +310,22 @@ def _verify(batch, attestation, edge_pubkey, eth_address):
     if not merkle.verify_inclusion(msg_hash, index, h["leaf_count"], path, h["root"]):
         return False, "bad_proof: inclusion proof does not reach the root"
     try:
-        claims = cbor.loads(cose.decode1(attestation)[2], max_depth=4, max_items=64)
+        claims = cbor.loads(cose_verify.decode1(attestation)[2], max_depth=4, max_items=64)
         dev, seq = claims.get(-65537), claims.get(-65538)
     except (cose.CoseError, cbor.CBORError, AttributeError) as e:
         return False, "bad_attestation: %s" % e
     if [dev, seq] != list(batch["leaves"][index][:2]):
         return False, "bad_leaf_label: leaf %d is labelled %r, the attestation says %r" % (
             index, batch["leaves"][index][:2], [dev, seq])
-    kid = cose.kid_of(attestation)
+    kid = cose_verify.kid_of(attestation)
     device_pub = [k for k in batch["keys"].get(dev, ()) if hashlib.sha256(k).digest()[:16] == kid]
     try:
-        cose.verify1(attestation, device_pub[0] if device_pub else b"")
+        cose_verify.verify1(attestation, device_pub[0] if device_pub else b"")
     except cose.CoseError as e:
         return False, "bad_attestation: not signed by a key of %s listed in the batch (%s)" % (dev, e)
     pub = bytes(edge_pubkey) if edge_pubkey is not None else batch["edge"]["public_key"]
     try:
-        signed = cbor.loads(cose.verify1(batch["signature"], pub))
+        signed = cbor.loads(cose_verify.verify1(batch["signature"], pub))
     except (cose.CoseError, cbor.CBORError) as e:
         return False, "bad_signature: edge signature over the batch header: %s" % e
     if signed != h:

@@ -13,8 +13,7 @@ ledger's ``chain_state`` in the same transaction as the batch it belongs to (``t
 """
 import time
 
-from edgepoi import attest
-from edgepoi import cose
+from edgepoi import attest, attest_verify, cose_verify
 
 # Rejections a resend cannot change; the edge acknowledges these to the device like accepted ones.
 FINAL_REASONS = ("malformed", "bad_signature", "unknown_key", "unknown_device", "stale_nonce", "replayed",
@@ -161,13 +160,13 @@ class AttestationGate:
     def _check_one(self, device_id, payload, at, out, hold):
         """Verify one message; True when it was accepted (the device's chain moved)."""
         try:
-            claims = attest.verify_attestation(payload, self.registry, self.state, self.beacons,
+            claims = attest_verify.verify_attestation(payload, self.registry, self.state, self.beacons,
                                                commit=False, require_genesis=self.fresh_state is not None)
-        except attest.Rejection as r:
+        except attest_verify.Rejection as r:
             seq = _seq_of(payload)
             if r.reason == "chain_broken" and self.fresh_state is not None and hold and seq is not None \
                     and self.state.get_state(device_id) is None:
-                r = attest.Rejection("sequence_gap", "waiting for the start of the chain")
+                r = attest_verify.Rejection("sequence_gap", "waiting for the start of the chain")
             if r.reason == "replayed" and seq is not None and self._known_hash(device_id, seq) == \
                     attest.digest(payload):
                 out.append(("duplicate", seq, None, payload))  # a redelivery: idempotent
@@ -206,9 +205,9 @@ class AttestationGate:
             for s in sorted(held):
                 payload, at = held[s]
                 try:
-                    attest.verify_attestation(payload, self.registry, self.state, self.beacons,
+                    attest_verify.verify_attestation(payload, self.registry, self.state, self.beacons,
                                               commit=False, require_genesis=self.fresh_state is not None)
-                except attest.Rejection as r:
+                except attest_verify.Rejection as r:
                     if r.reason == "sequence_gap" or (r.reason == "chain_broken" and
                                                       self.fresh_state is not None and
                                                       self.state.get_state(device_id) is None):
@@ -252,7 +251,7 @@ class AttestationGate:
 def _seq_of(payload):
     """Best-effort sequence number of an attestation that failed verification (for acks), or None."""
     try:
-        _prot, _unprot, body, _sig = cose.decode1(payload)
+        _prot, _unprot, body, _sig = cose_verify.decode1(payload)
         from edgepoi import cbor
         claims = cbor.loads(body, max_depth=4, max_items=64)
         seq = claims.get(attest.SEQ) if isinstance(claims, dict) else None

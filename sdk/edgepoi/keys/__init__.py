@@ -42,27 +42,6 @@ def key_id_of(pub65):
     return hashlib.sha256(bytes(pub65)).digest()[:16]
 
 
-def scheme_of(uri):
-    """The scheme of a key URI ("file", "tpm2", ...); KeyBackendError when unknown or malformed."""
-    if not isinstance(uri, str) or ":" not in uri:
-        raise KeyBackendError("bad_uri", "a key URI looks like SCHEME:..., e.g. file:key.pem")
-    scheme = uri.split(":", 1)[0].lower()
-    if scheme not in SCHEMES:
-        raise KeyBackendError("unknown_scheme", "unknown key URI scheme %r (known: %s)"
-                              % (scheme, ", ".join(SCHEMES)))
-    return scheme
-
-
-def backend_module(scheme):
-    """Import edgepoi.keys.<scheme> lazily; a missing module or dependency -> KeyBackendError."""
-    try:
-        pkg = __import__("edgepoi.keys." + scheme)
-    except ImportError as e:
-        raise KeyBackendError("backend_unavailable", "key backend %r cannot be imported: %s"
-                              % (scheme, e))
-    return getattr(pkg.keys, scheme)
-
-
 def open_key(uri, create=True):
     """Open (and, with create, make on first use) the signing key named by uri.
 
@@ -72,6 +51,18 @@ def open_key(uri, create=True):
     Returns:
         a signer (see the module docstring).
     Raises:
-        KeyBackendError: unknown scheme, malformed URI, missing key (create=False), backend failure.
+        KeyBackendError: unknown scheme, malformed URI, missing key (create=False), backend failure
+        (backend_unavailable: its module or a dependency cannot be imported).
     """
-    return backend_module(scheme_of(uri)).open(uri, create)
+    if not isinstance(uri, str) or ":" not in uri:
+        raise KeyBackendError("bad_uri", "a key URI looks like SCHEME:..., e.g. file:key.pem")
+    scheme = uri.split(":", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise KeyBackendError("unknown_scheme", "unknown key URI scheme %r (known: %s)"
+                              % (scheme, ", ".join(SCHEMES)))
+    try:   # the backend module, imported only now (a board carries only its own)
+        pkg = __import__("edgepoi.keys." + scheme)
+    except ImportError as e:
+        raise KeyBackendError("backend_unavailable", "key backend %r cannot be imported: %s"
+                              % (scheme, e))
+    return getattr(pkg.keys, scheme).open(uri, create)

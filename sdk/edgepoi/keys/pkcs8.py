@@ -100,7 +100,7 @@ def der_decode_private(der):
 def der_encode_private(d, pub):
     """PKCS#8 DER for scalar d with its 65-byte public point (the layout OpenSSL writes)."""
     return (b"\x30\x81\x87\x02\x01\x00\x30\x13" + _OID_EC + _OID_P256 + b"\x04\x6d\x30\x6b\x02\x01\x01"
-            b"\x04\x20" + p256._i2b(d) + b"\xa1\x44\x03\x42\x00" + bytes(pub))
+            b"\x04\x20" + d.to_bytes(32, "big") + b"\xa1\x44\x03\x42\x00" + bytes(pub))
 
 
 def pem_encode(der):
