@@ -2,7 +2,9 @@
 #
 #   Runs before main.py on every reset. Sets up nothing network-related (main.py does the rest) and never
 #   raises: a broken board.json must leave the REPL reachable. The outcome is left on the edgepoi package:
-#     edgepoi.BOARD       the validated board dict, or None
+#     edgepoi.BOARD       the validated board's identity {id, chip, platform, heap_budget, flash_size}, or
+#                         None (only these: the whole parsed board.json would hold ~3.5K of heap for good;
+#                         whatever else is needed later is read from board.json on flash then)
 #     edgepoi.BOOT_ERROR  None, or one line saying what is wrong (main.py should not start the agent)
 #   read them with getattr(edgepoi, "BOARD", None). When board.json is byte for byte the file the host
 #   validated when it built the bundle (its SHA-256 is in manifest.json) it is only parsed; otherwise the
@@ -13,6 +15,8 @@ import gc
 import sys
 
 import edgepoi
+
+_KEEP = ("id", "chip", "platform", "heap_budget", "flash_size")  # what edgepoi.BOARD keeps of the board
 
 
 def _flash_free():
@@ -72,11 +76,13 @@ def _boot():
 
 try:
     _board, _error = _boot()
+    if _board is not None:
+        _board = {k: _board[k] for k in _KEEP if k in _board}
 except Exception as e:  # noqa: BLE001 - boot.py must never leave the board without a REPL
     _board, _error = None, "boot failed: %r" % (e,)
 setattr(edgepoi, "BOARD", _board)
 setattr(edgepoi, "BOOT_ERROR", _error)
 if _error:
     print("boot:", _error)
-del _boot, _as_built, _flash_free, _board, _error
+del _boot, _as_built, _flash_free, _KEEP, _board, _error
 gc.collect()

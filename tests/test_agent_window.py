@@ -1,11 +1,11 @@
 """The agent's window and audit inputs: readings (numbers or whole frames) slide through one quantized
-buffer, the inference sees exactly the newest window, and the inputs of the newest inferences are held
-in a fixed ring whose size follows the heap budget."""
+buffer, the inference sees exactly the newest window, and the inputs of the newest inferences are rebuilt
+from it and a fixed ring of the bytes that slid out of it, whose size follows the heap budget."""
 import hashlib
 
 import numpy as np
 
-from edgepoi import cbor
+from edgepoi import cbor, commands
 from edgepoi.agent import Agent
 from harness.models import fc_model
 
@@ -64,25 +64,68 @@ def test_scalar_readings_fill_the_window_one_by_one(tmp_path):
     a.queue.close()
 
 
-def test_reveal_ring_keeps_the_newest_inputs_within_its_byte_budget(tmp_path):
-    model = fc_model(tmp_path / "fc.tflite", inputs=16)
-    a = _agent(tmp_path, model, input="frame", key="file:" + str(tmp_path / "k.pem"),
-               reveal_slots=8, reveal_bytes=48)   # 48 bytes: 3 inputs of 16
+def _attested_inputs(a, cycles):
+    """Run cycles; {seq: the window its attestation signed} of those that were queued."""
     a.nonce, a.epoch = b"n" * 16, 1               # as if a beacon had been seen
     inputs = {}
-    for _ in range(10):
-        a.cycle()
+    for _ in range(cycles):
+        if a.cycle() and a.filled == a.window:
+            inputs[a.queue.last_id] = bytes(a.win)
+    return inputs
+
+
+def _held(a, inputs):
+    """The seqs whose input cmd/reveal gives back (checked byte for byte), oldest first."""
+    out = []
+    for seq in sorted(inputs):
+        res = commands.run(a, "reveal", {"seq": seq})
+        if res["ok"]:
+            assert res["input"] == inputs[seq] and res["seq"] == seq, seq
+            assert hashlib.sha256(res["input"]).digest() == hashlib.sha256(inputs[seq]).digest()
+            out.append(seq)
+        else:
+            assert "no longer held" in res["error"]
+    return out
+
+
+def test_reveal_keeps_the_newest_inputs_in_what_slid_out_of_the_window(tmp_path):
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model, input="frame", key="file:" + str(tmp_path / "k.pem"), reveal_slots=3)
+    inputs = _attested_inputs(a, 10)
+    assert len(inputs) == 7
+    assert _held(a, inputs) == sorted(inputs)[-3:]
+    # windows overlap: 3 inputs of 16 bytes sliding by 4 are the window and the 8 bytes that left it
+    assert len(a.reveal.win) == 16 and len(a.reveal.hist) == 8
+    for seq in (999, -1, "x", None):
+        assert not commands.run(a, "reveal", {"seq": seq})["ok"]
+    a.queue.close()
+
+
+def test_reveal_stays_within_its_byte_budget(tmp_path):
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model, input="frame", key="file:" + str(tmp_path / "k.pem"),
+               reveal_slots=8, reveal_bytes=28)   # the window (16) and 12 bytes: 4 inputs
+    inputs = _attested_inputs(a, 12)
+    assert len(a.reveal.hist) == 12 and _held(a, inputs) == sorted(inputs)[-4:]
+    a.queue.close()
+
+
+def test_inputs_age_with_every_reading_also_unqueued_ones(tmp_path):
+    # while the queue is full (cycles paused, nothing attested) readings still slide the window: an input
+    # is held while what slid out since fits the ring
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model, input="frame", key="file:" + str(tmp_path / "k.pem"),
+               reveal_slots=4, queue_bytes=4096)
+    a.nonce, a.epoch = b"n" * 16, 1
+    inputs = {}
+    while a.cycle():
         if a.filled == a.window:
             inputs[a.queue.last_id] = bytes(a.win)
-    attested = sorted(inputs)
-    assert len(a.reveal.seqs) == 3
-    for seq in attested[-3:]:
-        res = a.command("reveal", {"seq": seq})
-        assert res["ok"] and res["input"] == inputs[seq]
-        assert hashlib.sha256(res["input"]).digest() == hashlib.sha256(inputs[seq]).digest()
-    for seq in attested[:-3] + [999, -1, "x"]:
-        res = a.command("reveal", {"seq": seq})
-        assert not res["ok"] and "no longer held" in res["error"]
+    queued = sorted(inputs)
+    assert len(queued) > 4 and a.stats["paused"] == 1
+    assert _held(a, inputs) == queued[-3:]          # one reading (4 bytes) slid since the newest
+    assert not a.cycle() and a.stats["paused"] == 2
+    assert _held(a, inputs) == queued[-2:]          # ring of 12 bytes: 2 and 3 readings ago
     a.queue.close()
 
 

@@ -56,7 +56,7 @@ def agent_quantize(model, windows):
     """Quantize windows with the agent's own code and the model's input tensor parameters."""
     it = Interpreter(model_content=model, backend="ref")
     it.allocate_tensors()
-    fake = types.SimpleNamespace(in_detail=it.get_input_details()[0])
+    fake = types.SimpleNamespace(in_q=it.get_input_details()[0]["quantization"])
     return np.array([np.frombuffer(bytes(Agent._quantize(fake, w)), dtype=np.int8) for w in windows])
 
 

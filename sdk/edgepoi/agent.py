@@ -23,9 +23,8 @@ import sys
 import time
 
 from edgepoi import cbor
-from edgepoi.link.flashq import FlashQueue, QueueFull
-from edgepoi.link.link import Link, ticks_ms
 from edgepoi.sensors import ConfigError
+from edgepoi.window import Inputs, quantize_into
 
 TOPIC_ROOT = "edgepoi/v1/"
 BEACON_TOPIC = "edgepoi/v1/edge/beacon"
@@ -58,25 +57,18 @@ def load_config(path="config.json"):
     return cfg
 
 
-class _QueueSeq:
-    """Attester counter: the next sequence number is one past the newest queued record."""
-
-    def __init__(self, queue):
-        self.queue = queue
-
-    def next(self):
-        return self.queue.last_id + 1
-
-    def peek(self):
-        return self.queue.last_id + 1
-
-
-class _QueueChain:
-    """Attester state: the previous attestation is the one in the newest queue record."""
+class _QueueState:
+    """The attester's counter and chain state, both kept by the queue: the next sequence number is one past
+    the newest queued record, and the previous attestation is the one in that record."""
 
     def __init__(self, queue, attest_topic):
         self.queue = queue
         self.attest_topic = attest_topic
+
+    def next(self):
+        return self.queue.last_id + 1
+
+    peek = next
 
     def load(self):
         last = self.queue.last()
@@ -94,55 +86,13 @@ class _QueueChain:
         pass  # the agent appends the record holding it; that append is the durable act
 
 
-def _quantize_into(values, dst, off, quantization):
-    """Quantize readings with the input tensor's (scale, zero point) into dst[off:] as int8 bytes."""
-    scale, zp = quantization
-    for v in values:
-        q = int(round(v / scale)) + zp
-        dst[off] = (-128 if q < -128 else 127 if q > 127 else q) & 0xFF
-        off += 1
-
-
-class _Reveal:
-    """The inputs of the newest inferences, for cmd/reveal audits: ``slots`` buffers allocated with the
-    model (one per input, so no large contiguous block is needed), so keeping inputs never allocates
-    (nor fragments a small heap) while the loop runs. When the heap cannot spare every slot it keeps
-    as many as it could allocate (at least one); ``len(seqs)`` says how many."""
-
-    def __init__(self, slots, n):
-        self.bufs = []
-        for _ in range(slots):
-            try:
-                self.bufs.append(bytearray(n))
-            except MemoryError:
-                if not self.bufs:
-                    raise
-                break
-        self.seqs = [-1] * len(self.bufs)
-        self.next = 0
-
-    def put(self, seq, data):
-        i = self.next
-        self.bufs[i][:] = data
-        self.seqs[i] = seq
-        self.next = (i + 1) % len(self.seqs)
-
-    def get(self, seq):
-        """The input of inference ``seq`` (bytes), or None when it is no longer held."""
-        if not isinstance(seq, int) or seq < 0:
-            return None
-        for i in range(len(self.seqs)):
-            if self.seqs[i] == seq:
-                return bytes(self.bufs[i])
-        return None
-
-
 class Agent:
     def __init__(self, cfg, sensor=None, flash_dir="."):
         self.cfg = cfg
         self.dev = cfg["device_id"]
         self.root = TOPIC_ROOT + self.dev + "/"
-        self.sensor = sensor or _make_sensor(cfg.get("sensor", {}))
+        self.tele_topic = self.root + "telemetry"
+        self.attest_topic = self.root + "attest"
         self.ota = None
         if cfg.get("edge_key"):          # hex of the edge node's 65-byte public key: model updates on
             from edgepoi.ota import ModelUpdate
@@ -151,15 +101,6 @@ class Agent:
             self.ota = ModelUpdate(bytes.fromhex(cfg["edge_key"]), mdir or flash_dir, mname,
                                    reload=self._reload_model, device_id=self.dev,
                                    max_size=int(cfg.get("model_max_bytes", 1 << 20)))
-        self.queue = FlashQueue(flash_dir + "/queue", max_bytes=int(cfg.get("queue_bytes", 64 * 1024)))
-        self.link = Link(self.dev, cfg["broker_host"], int(cfg["broker_port"]), self.queue,
-                         keepalive=int(cfg.get("keepalive", 30)), username=cfg.get("username"),
-                         password=cfg.get("password"), status_topic=self.root + "status",
-                         subscriptions=[self.root + "cmd/+", BEACON_TOPIC] +
-                         ([self.root + "model/#"] if self.ota is not None else []),
-                         on_message=self._on_message, ack_topic=self.root + "ack",
-                         backoff_min_ms=int(cfg.get("backoff_min_ms", 250)),
-                         backoff_max_ms=int(cfg.get("backoff_max_ms", 30000)))
         self.period_ms = int(float(cfg.get("period_s", 1.0)) * 1000)
         self.window = int(cfg.get("window", 16))
         self.input_reading = cfg.get("input", "temp_c")  # the reading the model's window is made of
@@ -167,7 +108,7 @@ class Agent:
         self.filled = 0          # how many samples of the window are real (it is full at self.window)
         self.flash_dir = flash_dir
         self.epoch, self.nonce = self._load_beacon()
-        self.reveal = None  # _Reveal: the inputs of the newest inferences (made with the model)
+        self.reveal = None  # Inputs: the window and the newest attested inputs (made with the model)
         self.stats = {"cycles": 0, "inferences": 0, "unattested": 0, "paused": 0, "commands": 0,
                       "heap_peak": 0, "heap_size": 0}
         # MicroPython: collect after every cycle (cheap on a small heap, and garbage freed in order keeps
@@ -176,15 +117,37 @@ class Agent:
         self.gc_every = int(cfg.get("gc_every", 1 if MICROPYTHON else 0))
         self.interp = None
         self.attester = None
-        # the model first: its big buffers are allocated while the heap is still in one piece (a small
-        # heap never moves what it allocated), and loading it peaks before the signing code is in
+        # set after the model, assigned now: the instance's attribute table reaches its size early
+        self.queue = self.sensor = self.link = None
+        self._reboot = False
+        # The model first: its big buffers are allocated while the heap is still in one piece (a small
+        # heap never moves what it allocated), and loading it peaks before the rest is in: the queue,
+        # sensor, signing and MQTT code is imported only then (small objects, into the holes it left).
+        # Each later step starts with a collection, so that what it keeps goes into the holes the
+        # previous step's garbage left rather than past it (fewer, larger holes for the loop).
         if cfg.get("model"):
             self._load_model(cfg["model"], cfg.get("backend", "auto"))
+        gc.collect()
+        from edgepoi.link.flashq import FlashQueue
+        self.queue = FlashQueue(flash_dir + "/queue", max_bytes=int(cfg.get("queue_bytes", 64 * 1024)))
+        gc.collect()
+        self.sensor = sensor or _make_sensor(cfg.get("sensor", {}))
         if cfg.get("key"):
+            gc.collect()
             from edgepoi import attest
             from edgepoi.keys import open_key
-            self.attester = attest.Attester(open_key(cfg["key"]), self.dev, _QueueSeq(self.queue),
-                                            _QueueChain(self.queue, self.root + "attest"))
+            state = _QueueState(self.queue, self.attest_topic)
+            self.attester = attest.Attester(open_key(cfg["key"]), self.dev, state, state)
+        gc.collect()
+        from edgepoi.link.link import Link
+        self.link = Link(self.dev, cfg["broker_host"], int(cfg["broker_port"]), self.queue,
+                         keepalive=int(cfg.get("keepalive", 30)), username=cfg.get("username"),
+                         password=cfg.get("password"), status_topic=self.root + "status",
+                         subscriptions=[self.root + "cmd/+", BEACON_TOPIC] +
+                         ([self.root + "model/#"] if self.ota is not None else []),
+                         on_message=self._on_message, ack_topic=self.root + "ack",
+                         backoff_min_ms=int(cfg.get("backoff_min_ms", 250)),
+                         backoff_max_ms=int(cfg.get("backoff_max_ms", 30000)))
 
     # -- model --------------------------------------------------------------------------------
     def _load_model(self, path, backend):
@@ -199,20 +162,26 @@ class Agent:
                 h.update(chunk)
         self.model_digest = h.digest()
         self.interp = Interpreter(model_path=path, backend=backend)
-        self.in_detail = self.interp.get_input_details()[0]
-        self.out_detail = self.interp.get_output_details()[0]
+        # of the tensor details only what the loop uses (the detail dicts hold ~600 bytes each)
+        d = self.interp.get_input_details()[0]
+        self.in_index, self.in_shape, self.in_q = d["index"], d["shape"], d["quantization"]
+        d = self.interp.get_output_details()[0]
+        self.out_index, self.out_q = d["index"], d["quantization"]
+        d = None
         n = 1
-        for d in self.in_detail["shape"]:
-            n *= int(d)
+        for k in self.in_shape:
+            n *= int(k)
         self.window = n
         # the agent's own big buffers next to the model's (reserved when it was opened), before
         # allocate_tensors() drops the parser and leaves holes only small objects fit in
         gc.collect()
-        self.win = bytearray(n)
+        # audits need the inputs of recent inferences: they overlap the window (see window.Inputs)
+        shape = self.in_shape
+        step = n // int(shape[1]) if len(shape) > 1 and int(shape[1]) else 1
+        self.reveal = Inputs(n, step, max(1, int(self.cfg.get("reveal_slots", 8))),
+                              int(self.cfg.get("reveal_bytes", 8192)))
+        self.win = self.reveal.win
         self.filled = 0
-        # audits need the inputs of recent inferences; a big input tensor gets fewer slots (heap)
-        slots = max(1, min(int(self.cfg.get("reveal_slots", 8)), int(self.cfg.get("reveal_bytes", 8192)) // n))
-        self.reveal = _Reveal(slots, n)
         self.interp.allocate_tensors()
 
     def _reload_model(self, path):
@@ -226,7 +195,7 @@ class Agent:
 
     def _quantize(self, values):
         out = bytearray(len(values))
-        _quantize_into(values, out, 0, self.in_detail["quantization"])
+        quantize_into(values, out, 0, self.in_q)
         return out
 
     def _push(self, reading):
@@ -236,23 +205,21 @@ class Agent:
         n, k = self.window, len(frame)
         if k >= n:
             frame, k = frame[k - n:], n
-        elif self.filled:
-            mv = memoryview(self.win)
-            mv[0:n - k] = mv[k:n]
-        _quantize_into(frame, self.win, n - k, self.in_detail["quantization"])
+        self.reveal.slide(k)
+        quantize_into(frame, self.win, n - k, self.in_q)
         self.filled = min(n, self.filled + k)
 
     def _infer(self, qin):
         it = self.interp
         if MICROPYTHON:
-            it.set_tensor(self.in_detail["index"], qin)
+            it.set_tensor(self.in_index, qin)
             it.invoke()
-            return bytes(it.get_tensor(self.out_detail["index"]))
+            return bytes(it.get_tensor(self.out_index))
         import numpy as np
-        arr = np.frombuffer(bytes(qin), dtype=np.int8).reshape([int(d) for d in self.in_detail["shape"]])
-        it.set_tensor(self.in_detail["index"], arr)
+        arr = np.frombuffer(bytes(qin), dtype=np.int8).reshape([int(d) for d in self.in_shape])
+        it.set_tensor(self.in_index, arr)
         it.invoke()
-        return it.get_tensor(self.out_detail["index"]).tobytes()
+        return it.get_tensor(self.out_index).tobytes()
 
     # -- one cycle ----------------------------------------------------------------------------
     def cycle(self):
@@ -265,18 +232,15 @@ class Agent:
                 first = readings[k]
                 break
         # telemetry carries the scalar readings; a frame (a list) only feeds the model's window
-        tele = {"dev": self.dev, "seq": seq, "ts": int(time.time()),
-                "readings": {k: v for k, v in readings.items() if not isinstance(v, (list, tuple))}}
-        messages = []
-        att = None
+        ts = int(time.time())
+        scalars = {k: v for k, v in readings.items() if not isinstance(v, (list, tuple))}
+        out = att = None
         if self.interp is not None and first is not None:
             self._push(first)
+            readings = first = None  # a frame (a list of floats) is in the window now: not held meanwhile
             if self.filled == self.window:
                 qin = self.win
                 out = self._infer(qin)
-                scale, zp = self.out_detail["quantization"]
-                vals = [((b - 256 if b > 127 else b) - zp) * scale for b in out]
-                tele["inference"] = {"out": [round(v, 4) for v in vals[:8]], "backend": self.interp.backend}
                 self.stats["inferences"] += 1
                 if self.attester is not None and len(self.nonce) < 8:
                     self.stats["unattested"] += 1  # no beacon seen yet: nothing fresh to sign with
@@ -286,21 +250,27 @@ class Agent:
                     att = self.attester.attest(self.model_digest, hashlib.sha256(qin).digest(), out,
                                                self.interp.macs, self.interp.backend,
                                                bool(self.interp.bit_exact), self.epoch, self.nonce)
-        tele["q"] = self.queue.pending_count
+        # the telemetry is made after the signing, the step that needs the most heap
+        tele = {"dev": self.dev, "seq": seq, "ts": ts, "readings": scalars, "q": self.queue.pending_count}
+        if out is not None:
+            scale, zp = self.out_q
+            tele["inference"] = {"out": [round(((b - 256 if b > 127 else b) - zp) * scale, 4) for b in out[:8]],
+                                 "backend": self.interp.backend}
         if att is not None:
             tele["a"] = True  # this cycle's record also holds an attestation (the edge acks both)
-        messages.append((self.root + "telemetry", cbor.dumps(tele), False))
+        messages = [(self.tele_topic, cbor.dumps(tele), False)]
+        tele = None
         if att is not None:
-            messages.append((self.root + "attest", att, False))
+            messages.append((self.attest_topic, att, False))
         try:
-            self.queue.append(seq, Link.record(messages))
-        except QueueFull:
+            self.queue.append(seq, self.link.record(messages))
+        except self.queue.Full:
             if att is not None:
                 self.attester.prev = prev  # this attestation was never queued: keep the chain whole
             self.stats["paused"] += 1
             return False
         if att is not None:
-            self.reveal.put(seq, qin)
+            self.reveal.mark(seq)
         self.stats["cycles"] += 1
         return True
 
@@ -344,40 +314,20 @@ class Agent:
                 if res is not None:
                     self._reply("model", res)
             return
-        if not topic.startswith(self.root + "cmd/"):
-            return
-        name = topic[len(self.root) + 4:]
-        self.stats["commands"] += 1
-        try:
-            args = cbor.loads(payload, max_depth=4, max_items=64) if payload else {}
-        except cbor.CBORError as e:
-            return self._reply(name, {"ok": False, "error": "bad arguments: %s" % e})
-        if not isinstance(args, dict):
-            args = {}
-        result = self.command(name, args)
-        if "id" in args:
-            result["id"] = args["id"]
-        self._reply(name, result)
-
-    def command(self, name, args):
-        if name == "ping":
-            return {"ok": True, "seq": self.queue.last_id, "pending": self.queue.pending_count,
-                    "stats": self.stats}
-        if name == "reveal":
-            seq = args.get("seq")
-            data = self.reveal.get(seq) if self.reveal is not None else None
-            if data is not None:
-                return {"ok": True, "seq": seq, "input": data}
-            return {"ok": False, "error": "input of seq %r is no longer held" % (seq,)}
-        if name == "config":
-            return {"ok": True, "config": {k: v for k, v in self.cfg.items() if k not in ("password",)}}
-        if name == "reboot":
-            self._reboot = True
-            return {"ok": True}
-        return {"ok": False, "error": "unknown command %r" % name}
+        if topic.startswith(self.root + "cmd/"):
+            # rare: the command code is imported for it and forgotten again (its heap is free meanwhile)
+            from edgepoi import commands
+            try:
+                commands.handle(self, topic[len(self.root) + 4:], payload)
+            finally:
+                commands = None
+                if MICROPYTHON:
+                    import edgepoi
+                    edgepoi.unload("edgepoi.commands")
 
     def _reply(self, name, result):
         if self.link.connected:
+            from edgepoi.link.link import ticks_ms
             try:
                 self.link._send(self.link.session.publish(self.root + "cmd/" + name + "/result",
                                                           cbor.dumps(result), 1, False, ticks_ms()))
@@ -388,6 +338,7 @@ class Agent:
     def run(self, count=None):
         """Run the loop until the sequence number reaches ``count`` (config "count"; 0 = forever), so a
         device restarted after a power cut finishes the same run. Returns the cycles done here."""
+        from edgepoi.link.link import ticks_ms
         count = int(self.cfg.get("count", 0)) if count is None else count
         self._reboot = False
         next_at = ticks_ms()

@@ -171,14 +171,12 @@ def _enc(buf, obj):
         _head(buf, 0xC0, tag)
         _enc(buf, obj.value)
     else:
-        for base, conv in _BASES:  # subclasses (IntEnum, OrderedDict, namedtuple...)
+        # subclasses (IntEnum, OrderedDict, namedtuple...); the table is built here, not kept: rare path
+        for base, conv in ((int, int), (float, float), (str, str), (bytes, bytes), (bytearray, bytes),
+                           (tuple, list), (list, list), (dict, dict)):
             if isinstance(obj, base):
                 return _enc(buf, conv(obj))
         raise CBORError("cannot encode type %s" % t.__name__)
-
-
-_BASES = ((int, int), (float, float), (str, str), (bytes, bytes), (bytearray, bytes), (tuple, list),
-          (list, list), (dict, dict))
 
 
 def _map(buf, obj):

@@ -4,8 +4,9 @@ import gc
 
 from checks import raises
 
-from edgepoi.mqtt import codec
+from edgepoi.mqtt import codec, packets
 from edgepoi.mqtt.codec import Decoder, MQTTProtocolError
+from edgepoi.mqtt.packets import CONNACK, PINGRESP, PUBACK, PUBLISH, SUBACK
 
 
 def test_connect_minimal_is_byte_exact():
@@ -45,7 +46,7 @@ def test_remaining_length_boundaries():
             d.feed(chunk[:min(left, 1024)])
             left -= min(left, 1024)
         got = d.next()
-        assert got[0] == codec.PUBLISH and got[1] == "t" and len(got[2]) == n - 3
+        assert got[0] == PUBLISH and got[1] == "t" and len(got[2]) == n - 3
         assert d.next() is None and d.buffered == 0
         got = d = None  # free the 16K buffers before the next size (a 96K heap)
         gc.collect()
@@ -53,9 +54,9 @@ def test_remaining_length_boundaries():
 
 def test_decoder_one_byte_at_a_time_and_whole():
     stream = (b"\x20\x02\x01\x00" + b"\x40\x02\x00\x07" + b"\x90\x04\x00\x09\x01\x80" + b"\xd0\x00" +
-              codec.encode_publish("x/y", b"payload", qos=1, packet_id=9) + b"\xb0\x02\x00\x05")
-    want = [(codec.CONNACK, True, 0), (codec.PUBACK, 7), (codec.SUBACK, 9, [1, 0x80]), (codec.PINGRESP,),
-            (codec.PUBLISH, "x/y", b"payload", 1, False, False, 9), (codec.UNSUBACK, 5)]
+              codec.encode_publish("x/y", b"payload", qos=1, packet_id=9))
+    want = [(CONNACK, True, 0), (PUBACK, 7), (SUBACK, 9, [1, 0x80]), (PINGRESP,),
+            (PUBLISH, "x/y", b"payload", 1, False, False, 9)]
     d = Decoder()
     d.feed(stream)
     got = []
@@ -79,10 +80,10 @@ def test_decoder_one_byte_at_a_time_and_whole():
 def test_decoder_keeps_trailing_bytes():
     d = Decoder()
     d.feed(b"\xd0\x00\x40\x02\x00")
-    assert d.next() == (codec.PINGRESP,)
+    assert d.next() == (PINGRESP,)
     assert d.next() is None
     d.feed(b"\x03")
-    assert d.next() == (codec.PUBACK, 3)
+    assert d.next() == (PUBACK, 3)
 
 
 def _bad(data, max_packet=16384):
@@ -101,6 +102,7 @@ def test_malformed_packets_are_rejected():
     _bad(b"\x90\x03\x00\x01\x05")          # SUBACK bad return code
     _bad(b"\xd0\x01\x00")                  # PINGRESP with a body
     _bad(b"\x10\x00")                      # CONNECT is not something a broker sends
+    _bad(b"\xb0\x02\x00\x05")              # UNSUBACK: this client never unsubscribes
     _bad(b"\x30\xff\xff\xff\xff\x01")      # remaining length over 4 bytes
     e = _bad(b"\x30\x80\x80\x02", max_packet=1000)  # 32768 bytes announced, over the limit
     assert "limit" in str(e)
@@ -114,3 +116,12 @@ def test_encoder_refuses_invalid_requests():
     raises(MQTTProtocolError, codec.encode_connect, "d", 10, True, None, None, "p")
     raises(MQTTProtocolError, codec.encode_subscribe, 1, [])
     assert codec.encode_subscribe(10, [("a/#", 1)]) == b"\x82\x08\x00\x0a\x00\x03a/#\x01"
+
+
+def test_packet_numbers_and_unsubscribe():
+    # 2.2.1 control packet types; 3.10 UNSUBSCRIBE: fixed header 0xa2, packet id, then the filters
+    assert (packets.CONNECT, packets.CONNACK, packets.PUBLISH, packets.PUBACK, packets.SUBSCRIBE,
+            packets.SUBACK, packets.UNSUBSCRIBE, packets.UNSUBACK, packets.PINGREQ, packets.PINGRESP,
+            packets.DISCONNECT) == (1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14)
+    assert packets.encode_unsubscribe(7, ["a/+", "b"]) == b"\xa2\x0a\x00\x07\x00\x03a/+\x00\x01b"
+    assert codec.PINGREQ_BYTES[0] >> 4 == packets.PINGREQ and codec.DISCONNECT_BYTES[0] >> 4 == packets.DISCONNECT

@@ -26,12 +26,25 @@ hash chain is never cut.
 import os
 
 try:
-    from binascii import crc32
+    from binascii import crc32 as _crc  # _crc(data, value=0): CRC-32, unsigned
 except ImportError:  # pragma: no cover - a port without binascii.crc32
-    crc32 = None
+    def _crc(data, value=0):
+        value = ~value & 0xFFFFFFFF
+        for b in data:
+            value ^= b
+            for _ in range(8):
+                value = (value >> 1) ^ (0xEDB88320 if value & 1 else 0)
+        return ~value & 0xFFFFFFFF
 
-_MAGIC = 0xEB
-_HDR = 13
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_MAGIC = const(0xEB)
+_HDR = const(13)
+_SCRATCH = const(128)  # bytes read at a time when checking or copying records
 
 
 class QueueError(Exception):
@@ -40,17 +53,6 @@ class QueueError(Exception):
 
 class QueueFull(QueueError):
     """No room for the record, even after compaction; nothing was stored."""
-
-
-def _crc(data, value=0):
-    if crc32 is not None:
-        return crc32(data, value) & 0xFFFFFFFF
-    value = ~value & 0xFFFFFFFF
-    for b in data:
-        value ^= b
-        for _ in range(8):
-            value = (value >> 1) ^ (0xEDB88320 if value & 1 else 0)
-    return ~value & 0xFFFFFFFF
 
 
 def _u32(b, at):
@@ -79,6 +81,8 @@ def _sync(f):
 
 
 class FlashQueue:
+    Full = QueueFull  # what append raises when there is no room (so callers need not import this module)
+
     def __init__(self, directory, max_bytes=64 * 1024, ack_every=16, max_record=16384):
         self.dir = directory
         self.data_path = directory + "/queue.dat"
@@ -89,7 +93,11 @@ class FlashQueue:
         self.torn_bytes = 0       # bytes cut away at open (a torn record after a power cut)
         self.compactions = 0
         self._hdr = bytearray(_HDR)
-        self._cursor = None
+        # for checking and copying records: allocated once, so a scan or a compaction in the middle of a
+        # long run never needs a contiguous block from a fragmented heap
+        self._scratch = memoryview(bytearray(_SCRATCH))
+        self._cur_gen = -1       # read_after's cached position: compaction count, record id, offset after
+        self._cur_id = self._cur_off = 0
         self._fa = None
         if not _exists(directory):
             os.mkdir(directory)
@@ -155,10 +163,9 @@ class FlashQueue:
             return (rec_id, length, False)
         crc = _crc(hdr[1:9])
         left = length
-        chunk = bytearray(min(256, length) or 1)
-        mv = memoryview(chunk)
+        mv = self._scratch
         while left:
-            n = f.readinto(mv[:min(left, len(chunk))])
+            n = f.readinto(mv[:min(left, _SCRATCH)])
             if not n:
                 return (rec_id, length, False)
             crc = _crc(mv[:n], crc)
@@ -167,12 +174,18 @@ class FlashQueue:
 
     # -- writing -------------------------------------------------------------------------------
     def append(self, rec_id, payload):
-        """Durably append one record. Ids must strictly increase. Raises QueueFull when there is no room."""
+        """Durably append one record: bytes, or a list of byte strings that make it up when joined (written
+        one after another: the record never needs one contiguous buffer). Ids must strictly increase.
+        Raises QueueFull when there is no room."""
         if rec_id <= self.last_id or rec_id > 0xFFFFFFFF:
             raise QueueError("record id %d must be greater than %d" % (rec_id, self.last_id))
-        if len(payload) > self.max_record:
-            raise QueueError("record of %d bytes exceeds %d" % (len(payload), self.max_record))
-        need = _HDR + len(payload)
+        parts = payload if isinstance(payload, list) else (payload,)
+        n = 0
+        for p in parts:
+            n += len(p)
+        if n > self.max_record:
+            raise QueueError("record of %d bytes exceeds %d" % (n, self.max_record))
+        need = _HDR + n
         if self.size + need > self.max_bytes:
             self._compact()
             if self.size + need > self.max_bytes:
@@ -180,10 +193,14 @@ class FlashQueue:
         h = self._hdr
         h[0] = _MAGIC
         _put32(h, 1, rec_id)
-        _put32(h, 5, len(payload))
-        _put32(h, 9, _crc(payload, _crc(h[1:9])))
+        _put32(h, 5, n)
+        crc = _crc(memoryview(h)[1:9])
+        for p in parts:
+            crc = _crc(p, crc)
+        _put32(h, 9, crc)
         self._fa.write(h)
-        self._fa.write(payload)
+        for p in parts:
+            self._fa.write(p)
         _sync(self._fa)
         if self.head_off < 0:
             self.head_off = self.size
@@ -239,10 +256,9 @@ class FlashQueue:
             with open(self.data_path, "rb") as src, open(tmp, "wb") as dst:
                 src.seek(start)
                 left = valid_end - start
-                buf = bytearray(512)
-                mv = memoryview(buf)
+                mv = self._scratch
                 while left:
-                    n = src.readinto(mv[:min(left, 512)])
+                    n = src.readinto(mv[:min(left, _SCRATCH)])
                     if not n:
                         break
                     dst.write(mv[:n])
@@ -263,9 +279,8 @@ class FlashQueue:
         if self.head_off < 0:
             return None
         off = self.head_off
-        c = self._cursor
-        if c is not None and c[0] == self.compactions and c[1] == after and c[2] >= off:
-            off = c[2]
+        if self._cur_gen == self.compactions and self._cur_id == after and self._cur_off >= off:
+            off = self._cur_off
         with open(self.data_path, "rb") as f:
             while off < self.size:
                 f.seek(off)
@@ -274,7 +289,8 @@ class FlashQueue:
                 off += _HDR + length
                 if rec_id > after:
                     payload = f.read(length)
-                    self._cursor = (self.compactions, rec_id, off)
+                    # (ints, not a tuple: nothing long-lived is allocated while the loop runs)
+                    self._cur_gen, self._cur_id, self._cur_off = self.compactions, rec_id, off
                     return rec_id, payload
         return None
 

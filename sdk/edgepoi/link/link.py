@@ -11,6 +11,9 @@ Usage::
 
 A queue record holds one or more messages (e.g. an inference's telemetry and its attestation), encoded as
 a CBOR list of [topic, payload, retain]. Records go out at QoS 1, up to ``window`` records in flight.
+``Link.record`` returns that encoding in pieces (the payloads themselves are not copied: the queue writes
+the pieces one after another), and a record read back is parsed in place: each message's payload is a view
+into it, copied only into its PUBLISH packet.
 
 When a record leaves the queue depends on ``ack_topic``:
 - without it, once the broker has acknowledged all its messages (and those of all older records);
@@ -38,7 +41,7 @@ except ImportError:  # pragma: no cover
 from edgepoi import cbor
 from edgepoi.mqtt import codec
 from edgepoi.mqtt.codec import MQTTProtocolError
-from edgepoi.mqtt.session import CONNECTED, DISCONNECTED, Session
+from edgepoi.mqtt.session import CONNECTED, Session
 
 
 def ticks_ms():
@@ -46,6 +49,50 @@ def ticks_ms():
         return time.ticks_ms()
     except AttributeError:
         return int(time.monotonic() * 1000)
+
+
+def _head(major, n):
+    """The CBOR head of an item of major type ``major`` (0x80 array, 0x40 byte string...) and argument n: an
+    unsigned integer's head with the major type bits set."""
+    h = cbor.dumps(n)
+    return bytes((h[0] | major,)) + h[1:]
+
+
+def _arg(rec, at, major):
+    """(argument, offset past the head) of the CBOR head at rec[at], which must be of major type ``major``."""
+    ib = rec[at]
+    ai = ib & 31
+    if ib & 0xE0 != major or ai > 27:
+        raise ValueError
+    if ai < 24:
+        return ai, at + 1
+    k = 1 << (ai - 24)
+    return int.from_bytes(rec[at + 1:at + 1 + k], "big"), at + 1 + k
+
+
+def _messages(rec):
+    """[(topic, payload, retain)] of a record made by Link.record, each payload a memoryview into rec (no
+    copy); None when rec is not such a record."""
+    view = memoryview(rec)
+    end = len(rec)
+    try:
+        n, at = _arg(rec, 0, 0x80)
+        out = []
+        for _ in range(n):
+            k, at = _arg(rec, at, 0x80)
+            if k != 3:
+                return None
+            tlen, at = _arg(rec, at, 0x60)
+            topic = str(rec[at:at + tlen], "utf-8")
+            plen, at = _arg(rec, at + tlen, 0x40)
+            at += plen
+            if rec[at] & 0xFE != 0xF4:  # false / true
+                return None
+            out.append((topic, view[at - plen:at], rec[at] == 0xF5))
+            at += 1
+    except (IndexError, ValueError, UnicodeError):
+        return None
+    return out if at == end else None
 
 
 def _jitter(ms):
@@ -86,14 +133,22 @@ class Link:
         self._next_attempt = 0
         self._sent_upto = queue.acked     # highest record id handed to the session
         self._ever_sent = queue.last_id   # records up to here may have been sent before (DUP)
-        self._open = []                   # [rec_id, messages_left] in id order
+        self._open = []                   # rec_id, messages_left, rec_id, ... in id order (ints: no
+                                          # object per record lives on in the heap while the loop runs)
         self.stats = {"connects": 0, "failures": 0, "published": 0, "resent": 0, "acked_records": 0}
         self.last_error = None
 
     @staticmethod
     def record(messages):
-        """Encode [(topic, payload, retain), ...] as one queue record."""
-        return cbor.dumps([[t, p, bool(r)] for t, p, r in messages])
+        """Encode [(topic, payload, retain), ...] as one queue record: a list of byte strings that together
+        are the CBOR of [[topic, payload, retain], ...] (``b"".join`` it for the bytes; FlashQueue.append
+        takes the list as it is). The payloads are pieces of it, not copies."""
+        out = [_head(0x80, len(messages))]
+        for t, p, r in messages:
+            out.append(b"\x83" + cbor.dumps(t) + _head(0x40, len(p)))
+            out.append(p)
+            out.append(b"\xf5" if r else b"\xf4")
+        return out
 
     @property
     def connected(self):
@@ -129,7 +184,7 @@ class Link:
         self.sock = None
         self._poll = None
         self.session.lost()
-        self._open = []
+        del self._open[:]
         self._sent_upto = self.queue.acked
         self.stats["failures"] += 1
         self._backoff = min(self.backoff_max_ms, max(self.backoff_min_ms, self._backoff * 2))
@@ -191,7 +246,7 @@ class Link:
     def _read(self, wait_ms):
         while self._poll is not None and self._poll.poll(wait_ms):
             wait_ms = 0
-            data = self.sock.recv(2048)
+            data = self.sock.recv(128)  # small: the port allocates the whole size for every read
             if not data:
                 raise OSError("connection closed by broker")
             self.decoder.feed(data)
@@ -252,17 +307,16 @@ class Link:
             self._resend_at = now + self._resend_wait
 
     def _fill_window(self, now):
-        while len(self._open) < self.window:
+        while len(self._open) < 2 * self.window:
             rec = self.queue.read_after(self._sent_upto)
             if rec is None:
                 return
             rec_id, payload = rec
-            try:
-                messages = cbor.loads(payload)
-            except cbor.CBORError:
-                messages = []  # unreadable record: count it delivered rather than block the queue
+            # unreadable record: count it delivered rather than block the queue
+            messages = _messages(payload) or []
             dup = rec_id <= self._ever_sent
-            self._open.append([rec_id, len(messages)])
+            self._open.append(rec_id)
+            self._open.append(len(messages))
             for topic, body, retain in messages:
                 self._send(self.session.publish(topic, body, 1, retain, now, tag=rec_id, dup=dup))
                 self.stats["published"] += 1
@@ -277,13 +331,15 @@ class Link:
     def _acked(self, rec_id, count=1):
         if rec_id is None:
             return
-        for entry in self._open:
-            if entry[0] == rec_id:
-                entry[1] -= count
+        o = self._open
+        for i in range(0, len(o), 2):
+            if o[i] == rec_id:
+                o[i + 1] -= count
                 break
         done = None
-        while self._open and self._open[0][1] <= 0:
-            done = self._open.pop(0)[0]
+        while o and o[1] <= 0:
+            done = o[0]
+            del o[0:2]
             self.stats["acked_records"] += 1
         if done is not None and not self.ack_topic:
             self.queue.ack(done)

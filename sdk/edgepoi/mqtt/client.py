@@ -16,7 +16,7 @@ Usage::
 import socket
 import time
 
-from edgepoi.mqtt import codec
+from edgepoi.mqtt import codec, packets
 from edgepoi.mqtt.codec import MQTTProtocolError
 
 
@@ -89,7 +89,7 @@ class MQTTClient:
         self._pending = []
         self._send(codec.encode_connect(self.client_id, self.keepalive, self.clean_session, self.will,
                                         self.username, self.password))
-        pkt = self._wait(codec.CONNACK)
+        pkt = self._wait(packets.CONNACK)
         if pkt[2] != 0:
             self.close()
             raise MQTTError("broker refused connection: %s" % CONNACK_REASONS.get(pkt[2], pkt[2]))
@@ -149,14 +149,14 @@ class MQTTClient:
         pid = self._next_pid() if qos else 0
         self._send(codec.encode_publish(topic, payload, qos, retain, pid))
         if qos == 1:
-            self._wait(codec.PUBACK, pid)
+            self._wait(packets.PUBACK, pid)
         self._dispatch_pending()
         return pid
 
     def subscribe(self, topic_filter, qos=0):
         pid = self._next_pid()
         self._send(codec.encode_subscribe(pid, [(topic_filter, qos)]))
-        pkt = self._wait(codec.SUBACK, pid)
+        pkt = self._wait(packets.SUBACK, pid)
         if pkt[2][0] == 0x80:
             raise MQTTError("subscription to %s refused" % topic_filter)
         return pkt[2][0]
@@ -186,7 +186,7 @@ class MQTTClient:
             self._pending.append(pkt)
         pending, self._pending = self._pending, []
         for pkt in pending:
-            if pkt[0] == codec.PUBLISH:
+            if pkt[0] == packets.PUBLISH:
                 if pkt[3] == 1:
                     self._send(codec.encode_puback(pkt[6]))
                 if self.on_message:

@@ -7,16 +7,17 @@ Usage::
     dec.feed(sock.read(256))
     pkt = dec.next()          # e.g. (CONNACK, session_present, return_code) or None when more bytes needed
 
-Packets from the peer are tuples whose first item is the packet type:
+Packets from the peer are tuples whose first item is the packet type (the numbers are named in
+``edgepoi.mqtt.packets``, which the device does not load):
 
     (CONNACK, session_present, return_code)
     (PUBLISH, topic, payload, qos, retain, dup, packet_id)   # packet_id 0 for QoS 0
     (PUBACK, packet_id)
     (SUBACK, packet_id, [granted_qos_or_0x80, ...])
-    (UNSUBACK, packet_id)
     (PINGRESP,)
 
-Anything malformed raises ``MQTTProtocolError``: the session must then be closed (MQTT has no resync).
+Anything malformed raises ``MQTTProtocolError``: the session must then be closed (MQTT has no resync). So
+does an UNSUBACK: the device never unsubscribes (``packets`` has the UNSUBSCRIBE encoder for code that does).
 """
 try:
     from micropython import const
@@ -24,19 +25,16 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
+# packet types (folded into the code: no names on a device's heap; public names in packets.py)
+_CONNECT = const(1)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_SUBSCRIBE = const(8)
+_SUBACK = const(9)
+_PINGRESP = const(13)
 
-MAX_REMAINING = const(268435455)  # the largest value a 4-byte remaining length can hold
+_MAX_REMAINING = const(268435455)  # the largest value a 4-byte remaining length can hold
 
 
 class MQTTProtocolError(Exception):
@@ -44,7 +42,7 @@ class MQTTProtocolError(Exception):
 
 
 def _varint(n):
-    if n < 0 or n > MAX_REMAINING:
+    if n < 0 or n > _MAX_REMAINING:
         raise MQTTProtocolError("remaining length %d out of range" % n)
     out = bytearray()
     while True:
@@ -97,7 +95,7 @@ def encode_connect(client_id, keepalive=60, clean_session=True, will=None, usern
         flags |= 0x40
         payload += _str(password)
     body = b"\x00\x04MQTT\x04" + bytes((flags, keepalive >> 8, keepalive & 0xFF)) + payload
-    return _packet(CONNECT << 4, body)
+    return _packet(_CONNECT << 4, body)
 
 
 def encode_publish_header(topic, length, qos=0, retain=False, packet_id=0, dup=False):
@@ -105,7 +103,7 @@ def encode_publish_header(topic, length, qos=0, retain=False, packet_id=0, dup=F
     _check_topic(topic, False)
     if qos not in (0, 1, 2):
         raise MQTTProtocolError("qos must be 0, 1 or 2")
-    first = (PUBLISH << 4) | (qos << 1) | (0x01 if retain else 0) | (0x08 if dup and qos else 0)
+    first = (_PUBLISH << 4) | (qos << 1) | (0x01 if retain else 0) | (0x08 if dup and qos else 0)
     var = _str(topic)
     if qos:
         if not 0 < packet_id < 65536:
@@ -124,7 +122,7 @@ def encode_publish(topic, payload, qos=0, retain=False, packet_id=0, dup=False):
 
 
 def encode_puback(packet_id):
-    return bytes((PUBACK << 4, 2, packet_id >> 8, packet_id & 0xFF))
+    return bytes((_PUBACK << 4, 2, packet_id >> 8, packet_id & 0xFF))
 
 
 def encode_subscribe(packet_id, topics):
@@ -137,14 +135,7 @@ def encode_subscribe(packet_id, topics):
     for flt, qos in topics:
         _check_topic(flt, True)
         body += _str(flt) + bytes((qos,))
-    return _packet((SUBSCRIBE << 4) | 0x02, body)
-
-
-def encode_unsubscribe(packet_id, filters):
-    body = bytes((packet_id >> 8, packet_id & 0xFF))
-    for flt in filters:
-        body += _str(flt)
-    return _packet((UNSUBSCRIBE << 4) | 0x02, body)
+    return _packet((_SUBSCRIBE << 4) | 0x02, body)
 
 
 PINGREQ_BYTES = b"\xc0\x00"
@@ -164,7 +155,6 @@ class Decoder:
 
     def feed(self, data):
         self._buf.extend(data)
-
     @property
     def buffered(self):
         return len(self._buf)
@@ -193,7 +183,7 @@ class Decoder:
         if len(buf) < i + n:
             return None
         first = buf[0]
-        if first >> 4 == PUBLISH:  # copy only the payload out of the buffer (large on a small heap)
+        if first >> 4 == _PUBLISH:  # copy only the payload out of the buffer (large on a small heap)
             pkt = _parse_publish(first, memoryview(buf)[i:i + n])
         else:
             pkt = _parse(first, bytes(buf[i:i + n]))
@@ -226,30 +216,30 @@ def _parse_publish(first, body):
         if pid == 0:
             raise MQTTProtocolError("PUBLISH QoS %d with packet id 0" % qos)
         at += 2
-    return (PUBLISH, topic, bytes(body[at:]), qos, bool(flags & 1), bool(flags & 8), pid)
+    return (_PUBLISH, topic, bytes(body[at:]), qos, bool(flags & 1), bool(flags & 8), pid)
 
 
 def _parse(first, body):
     ptype = first >> 4
     flags = first & 0x0F
-    if ptype == CONNACK:
+    if ptype == _CONNACK:
         if flags or len(body) != 2 or body[0] & 0xFE:
             raise MQTTProtocolError("malformed CONNACK")
-        return (CONNACK, bool(body[0] & 1), body[1])
-    if ptype in (PUBACK, UNSUBACK):
+        return (_CONNACK, bool(body[0] & 1), body[1])
+    if ptype == _PUBACK:
         if flags or len(body) != 2:
-            raise MQTTProtocolError("malformed %s" % ("PUBACK" if ptype == PUBACK else "UNSUBACK"))
-        return (ptype, _u16(body, 0))
-    if ptype == SUBACK:
+            raise MQTTProtocolError("malformed PUBACK")
+        return (_PUBACK, _u16(body, 0))
+    if ptype == _SUBACK:
         if flags or len(body) < 3:
             raise MQTTProtocolError("malformed SUBACK")
         codes = list(body[2:])
         for c in codes:
             if c not in (0, 1, 2, 0x80):
                 raise MQTTProtocolError("SUBACK return code 0x%02x" % c)
-        return (SUBACK, _u16(body, 0), codes)
-    if ptype == PINGRESP:
+        return (_SUBACK, _u16(body, 0), codes)
+    if ptype == _PINGRESP:
         if flags or body:
             raise MQTTProtocolError("malformed PINGRESP")
-        return (PINGRESP,)
+        return (_PINGRESP,)
     raise MQTTProtocolError("unexpected packet type %d from broker" % ptype)

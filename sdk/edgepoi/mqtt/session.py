@@ -17,9 +17,22 @@ Events (tuples): ("connected", session_present), ("acked", tag), ("message", top
 from edgepoi.mqtt import codec
 from edgepoi.mqtt.codec import MQTTProtocolError
 
-DISCONNECTED = 0
-CONNECTING = 1
-CONNECTED = 2
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_DISCONNECTED = const(0)
+_CONNECTING = const(1)
+CONNECTED = const(2)  # Session.state values (only this one is looked at from outside)
+
+# the packet types the session handles (edgepoi.mqtt.packets names them)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_SUBACK = const(9)
+_PINGRESP = const(13)
 
 
 class Session:
@@ -31,7 +44,7 @@ class Session:
         self.username = username
         self.password = password
         self.clean_session = clean_session
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         self.inflight = {}        # packet id -> tag, for QoS 1 publishes awaiting PUBACK
         self._pid = 0
         self._last_tx = 0
@@ -46,7 +59,7 @@ class Session:
         raise MQTTProtocolError("all 65535 packet ids are in flight")
 
     def connect(self, now):
-        self.state = CONNECTING
+        self.state = _CONNECTING
         self.inflight = {}
         self._last_tx = self._last_rx = now
         self._ping_sent = False
@@ -55,7 +68,7 @@ class Session:
 
     def lost(self):
         """The transport went away: whatever was in flight must be resent by the owner."""
-        self.state = DISCONNECTED
+        self.state = _DISCONNECTED
         tags = list(self.inflight.values())
         self.inflight = {}
         return tags
@@ -87,34 +100,32 @@ class Session:
     def dead(self, now):
         """True when the broker has been silent for 1.5 keepalives (or never answered CONNECT)."""
         limit = (self.keepalive or 30) * 1500
-        return self.state != DISCONNECTED and now - self._last_rx > limit
+        return self.state != _DISCONNECTED and now - self._last_rx > limit
 
     def receive(self, pkt, now):
         """Handle one packet from the broker. Returns (events, bytes_to_send)."""
         self._last_rx = now
         kind = pkt[0]
-        if self.state == CONNECTING:
-            if kind != codec.CONNACK:
+        if self.state == _CONNECTING:
+            if kind != _CONNACK:
                 raise MQTTProtocolError("expected CONNACK, got packet type %d" % kind)
             if pkt[2] != 0:
-                self.state = DISCONNECTED
+                self.state = _DISCONNECTED
                 return [("refused", pkt[2])], b""
             self.state = CONNECTED
             return [("connected", pkt[1])], b""
-        if kind == codec.PUBACK:
+        if kind == _PUBACK:
             if pkt[1] not in self.inflight:
                 return [], b""  # a late PUBACK for something resent after a reconnect
             return [("acked", self.inflight.pop(pkt[1]))], b""
-        if kind == codec.PUBLISH:
+        if kind == _PUBLISH:
             out = codec.encode_puback(pkt[6]) if pkt[3] == 1 else b""
             if pkt[3] == 2:
                 raise MQTTProtocolError("QoS 2 delivery is not supported by this client")
             return [("message", pkt[1], pkt[2], pkt[4])], out
-        if kind == codec.PINGRESP:
+        if kind == _PINGRESP:
             self._ping_sent = False
             return [], b""
-        if kind == codec.SUBACK:
+        if kind == _SUBACK:
             return [("subscribed", pkt[1], pkt[2])], b""
-        if kind == codec.UNSUBACK:
-            return [], b""
         raise MQTTProtocolError("unexpected packet type %d in session" % kind)

@@ -18,7 +18,7 @@ class SyntheticSensor:
     name = "synthetic"
     fields = (("temp_c", "°C"), ("humidity", "%"))
 
-    def __init__(self, seed=1, period_s=60.0, anomaly_rate=0.02, frame=0):
+    def __init__(self, seed=1, period_s=60, anomaly_rate=0.02, frame=0):
         self._state = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
         self.frame = int(frame)
         self.period_s = period_s
@@ -32,17 +32,20 @@ class SyntheticSensor:
         x ^= x >> 17
         x ^= (x << 5) & 0xFFFFFFFF
         self._state = x
-        return x / 4294967296.0
+        return x / 4294967296
 
     def read(self):
-        phase = 2.0 * math.pi * self.t / self.period_s
+        phase = 2 * math.pi * self.t / self.period_s
         self.t += 1
-        temp = 21.0 + 2.5 * math.sin(phase) + (self._rand() - 0.5) * 0.4
-        hum = 45.0 - 5.0 * math.sin(phase) + (self._rand() - 0.5) * 1.0
+        # integral constants are ints: each float literal is an object on a device's heap (same values)
+        temp = 21 + 2.5 * math.sin(phase) + (self._rand() - 0.5) * 0.4
+        hum = 45 - 5 * math.sin(phase) + (self._rand() - 0.5)
         if self._rand() < self.anomaly_rate:
-            temp += 8.0 + 4.0 * self._rand()
+            temp += 8 + 4 * self._rand()
         out = {"temp_c": round(temp, 2), "humidity": round(hum, 2)}
         if self.frame > 0:
-            out["frame"] = [round(0.5 + 0.4 * math.sin(phase + 0.3 * j) + (self._rand() - 0.5) * 0.2, 3)
-                            for j in range(self.frame)]
+            row = [0.0] * self.frame  # one allocation of the final size (a comprehension grows in steps)
+            for j in range(self.frame):
+                row[j] = round(0.5 + 0.4 * math.sin(phase + 0.3 * j) + (self._rand() - 0.5) * 0.2, 3)
+            out["frame"] = row
         return out
