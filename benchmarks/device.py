@@ -87,6 +87,7 @@ def speech_agent(broker_url, node, work, heap, romfs, cycles=200):
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     from harness.models import micro_speech_like
     import pathlib
+    os.makedirs(work, exist_ok=True)
     model = micro_speech_like(pathlib.Path(work) / "ms.tflite")
     tag = "%s-%dk" % ("rom" if romfs else "ram", heap)
     fleet = Fleet(broker_url, count=1, workdir=os.path.join(work, tag), period_s=0.0, messages=cycles,

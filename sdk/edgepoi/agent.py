@@ -57,6 +57,16 @@ def load_config(path="config.json"):
     return cfg
 
 
+def _default_gc_every():
+    if not MICROPYTHON:
+        return 0
+    try:
+        total = gc.mem_alloc() + gc.mem_free()
+    except AttributeError:
+        return 1
+    return 1 if total <= 192 * 1024 else 16
+
+
 class _QueueState:
     """The attester's counter and chain state, both kept by the queue: the next sequence number is one past
     the newest queued record, and the previous attestation is the one in that record."""
@@ -111,10 +121,11 @@ class Agent:
         self.reveal = None  # Inputs: the window and the newest attested inputs (made with the model)
         self.stats = {"cycles": 0, "inferences": 0, "unattested": 0, "paused": 0, "commands": 0,
                       "heap_peak": 0, "heap_size": 0}
-        # MicroPython: collect after every cycle (cheap on a small heap, and garbage freed in order keeps
-        # it from fragmenting); heap_peak is then the most live heap seen after a cycle (the high-water
-        # mark of what the loop keeps), heap_size the whole heap
-        self.gc_every = int(cfg.get("gc_every", 1 if MICROPYTHON else 0))
+        # MicroPython: collect around every cycle on a small heap (cheap there, and garbage freed in order
+        # keeps it from fragmenting), every 16th on a large one (where a collection costs more than it
+        # saves); heap_peak is the most live heap seen after a collecting cycle (the high-water mark of
+        # what the loop keeps), heap_size the whole heap
+        self.gc_every = int(cfg.get("gc_every", _default_gc_every()))
         self.interp = None
         self.attester = None
         # set after the model, assigned now: the instance's attribute table reaches its size early
@@ -347,6 +358,8 @@ class Agent:
             now = ticks_ms()
             if now - next_at >= 0:
                 next_at = now + self.period_ms
+                if self.gc_every and not self.stats["cycles"] % self.gc_every:
+                    gc.collect()  # the link's garbage too: the cycle starts from a compact heap
                 if self.cycle():
                     done += 1
                 self._track_mem()
