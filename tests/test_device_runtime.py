@@ -2,25 +2,16 @@
 real homes cause — broker restarts, power cuts — lose and duplicate nothing that the sequence numbers
 cannot tell apart, and the flash queue is never corrupt."""
 import os
-import time
 
 from edgepoi import cbor
 from edgepoi.link.flashq import FlashQueue
 from edgepoi_host.edge.ingest import EdgeNode
 from edgepoi_host.sim import Fleet
+from harness.faults import restarts_and_power_cuts, wait
 from harness.models import fc_model
 
 CYCLES = 240
 WINDOW = 16  # the model takes 16 samples: the first attestation is at seq 16
-
-
-def _wait(pred, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_broker_restarts_and_power_cuts_lose_nothing(broker, tmp_path):
@@ -34,20 +25,11 @@ def test_broker_restarts_and_power_cuts_lose_nothing(broker, tmp_path):
     fleet.start()
     victim = fleet.devices[0]
     try:
-        total = lambda: node.stats()["telemetry"]  # noqa: E731
-        for step in range(5):
-            assert _wait(lambda: total() >= 40 * (step + 1)), (step, node.stats(), victim.log_text()[-800:])
-            if step in (0, 2, 4):
-                broker.kill()
-                time.sleep(0.3)
-                broker.start()
-            else:  # a power cut: SIGKILL, then the board boots again from its flash
-                victim.kill()
-                victim.start()
+        restarts_and_power_cuts(broker, node, victim, per_step=40, timeout=60.0)
         fleet.wait(180)
         for d in fleet.devices:
             assert d.proc.returncode == 0, d.log_text()[-2000:]
-        assert _wait(lambda: node.stats()["telemetry"] == 2 * CYCLES), node.stats()
+        assert wait(lambda: node.stats()["telemetry"] == 2 * CYCLES, 60.0), node.stats()
         s = node.stats()
         assert s["rejected"] == 0, s["rejected_by_reason"]
         for d in fleet.devices:
