@@ -196,3 +196,19 @@ def test_console_reconnects_when_the_broker_restarts(broker):
             assert row(app, "dev-r")[1] == "online" and "connected" in status_bar(app)
 
     asyncio.run(scenario())
+
+
+def test_a_tick_during_shutdown_is_harmless(broker):
+    """The poll timer can fire after exit removed the widgets (seen once in CI): it must do nothing,
+    and leave what the broker sent queued rather than half-applied."""
+    app = ConsoleApp(Source(broker.url, ALL_TOPICS, KeyRing()))
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.source.state == "connected", "connection")
+        total = app.model.total
+        app.poll()                                   # the widgets are gone now
+        return total
+
+    total = asyncio.run(scenario())
+    assert app.model.total == total

@@ -320,19 +320,22 @@ def test_replay_jsonl_and_end_of_recording():
 
 def test_replay_streams_a_file_larger_than_the_heap():
     import gc
+    N = 12000                                                # ~130 KB of CSV > the 96K heap
     path = _write("", "csv")
     with open(path, "w") as f:
         f.write("t,v\n")
-        for i in range(3000):
+        for i in range(N):
             f.write("%d,%d.25\n" % (i, i))
-        f.write("x" * 2000 + "\n")                           # one over-long line
+        for _ in range(40):                                  # one over-long line, written
+            f.write("x" * 50)                                # in pieces: a 2 KB string is
+        f.write("\n")                                        # itself a risk in a 96K heap
         f.write("1,2\n")
     s = ReplaySensor(path, loop=False, max_line=64)
     gc.collect()
     total = 0.0
-    for i in range(3000):
+    for i in range(N):
         r = s.read()
         total += r["v"]
-    assert r == {"t": 2999.0, "v": 2999.25}
-    assert total == sum(range(3000)) + 0.25 * 3000
+    assert r == {"t": N - 1.0, "v": N - 1 + 0.25}
+    assert total == sum(range(N)) + 0.25 * N
     assert s.read() == {"t": 1.0, "v": 2.0} and s.skipped == 1

@@ -126,6 +126,10 @@ class ConsoleApp(App):
 
     # -- the timer ---------------------------------------------------------------------------
     def poll(self):
+        streams = self.query("#stream")
+        if not streams:                    # the screen is being torn down on exit: nothing to show
+            return
+        stream = streams.first(RichLog)
         records = self.source.drain(limit=20000)
         shown = []
         new_device = False
@@ -137,7 +141,6 @@ class ConsoleApp(App):
                 self.hidden += 1
             elif self.device_filter is None or rec.device == self.device_filter:
                 shown.append(rec)
-        stream = self.query_one("#stream", RichLog)
         if len(shown) > self.lines_per_tick:          # nobody reads that fast: show the newest
             stream.write(Text("... %d messages not shown (too fast; --plain shows all)"
                               % (len(shown) - self.lines_per_tick), style="dim"), expand=True)
