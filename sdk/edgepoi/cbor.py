@@ -30,6 +30,8 @@ except ImportError:  # CPython
 
 _MAX64 = const(0xFFFFFFFFFFFFFFFF)
 _MIN_ARG = (24, 0x100, 0x10000, 0x100000000)  # smallest value that needs ai 24, 25, 26, 27
+MAX_DEPTH = const(64)  # dumps: nested arrays, maps and tags (a cyclic structure stops here, on any heap)
+_DEEP = "structure nested more than 64 deep (or cyclic): not encoded"
 
 
 class CBORError(ValueError):
@@ -121,7 +123,7 @@ def _float(buf, x):
         buf.extend(fb)
 
 
-def _enc(buf, obj):
+def _enc(buf, obj, depth=0):
     t = type(obj)
     if t is int:
         if obj >= 0:
@@ -154,38 +156,42 @@ def _enc(buf, obj):
     elif obj is None:
         buf.append(0xF6)
     elif t is bytes or t is bytearray or t is memoryview:
-        if t is memoryview:
-            obj = bytes(obj)
         _head(buf, 0x40, len(obj))
         buf.extend(obj)
     elif t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise CBORError(_DEEP)
         _head(buf, 0x80, len(obj))
         for v in obj:
-            _enc(buf, v)
+            _enc(buf, v, depth + 1)
     elif t is dict:
-        _map(buf, obj)
+        if depth >= MAX_DEPTH:
+            raise CBORError(_DEEP)
+        _map(buf, obj, depth + 1)
     elif t is CBORTag:
         tag = obj.tag
         if type(tag) is not int or tag < 0 or tag > _MAX64:
             raise CBORError("tag number must be an int in 0..2**64-1, not %r" % (tag,))
+        if depth >= MAX_DEPTH:
+            raise CBORError(_DEEP)
         _head(buf, 0xC0, tag)
-        _enc(buf, obj.value)
+        _enc(buf, obj.value, depth + 1)
     else:
         # subclasses (IntEnum, OrderedDict, namedtuple...); the table is built here, not kept: rare path
         for base, conv in ((int, int), (float, float), (str, str), (bytes, bytes), (bytearray, bytes),
                            (tuple, list), (list, list), (dict, dict)):
             if isinstance(obj, base):
-                return _enc(buf, conv(obj))
+                return _enc(buf, conv(obj), depth)
         raise CBORError("cannot encode type %s" % t.__name__)
 
 
-def _map(buf, obj):
+def _map(buf, obj, depth):
     n = len(obj)
     _head(buf, 0xA0, n)
     pairs = []
     for k, v in obj.items():
         kb = bytearray()
-        _enc(kb, k)
+        _enc(kb, k, depth)
         pairs.append((bytes(kb), v))
     pairs.sort(key=lambda p: p[0])
     prev = None
@@ -194,20 +200,21 @@ def _map(buf, obj):
             raise CBORError("two map keys have the same encoding")
         prev = kb
         buf.extend(kb)
-        _enc(buf, v)
+        _enc(buf, v, depth)
 
 
 def dumps(obj):
     """Encode obj as deterministic CBOR. Returns bytes.
 
     Raises:
-        CBORError: unsupported type, tag number out of range, unencodable text, nesting too deep.
+        CBORError: unsupported type, tag number out of range, unencodable text, nested more than
+            MAX_DEPTH (64) deep.
     """
     buf = bytearray()
     try:
         _enc(buf, obj)
-    except RuntimeError:  # RecursionError: cyclic or absurdly deep structure
-        raise CBORError("structure nested too deeply (or cyclic) to encode")
+    except RuntimeError:  # RecursionError: a deep structure inside map keys
+        raise CBORError(_DEEP)
     return bytes(buf)
 
 

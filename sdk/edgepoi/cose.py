@@ -48,7 +48,8 @@ def _bhead(n):
 
 def sig_structure(protected, payload, external_aad=b""):
     """The bytes that are hashed and signed (RFC 9052 section 4.4): deterministic CBOR of
-    ["Signature1", protected, external_aad, payload] (written directly: this is the hot path)."""
+    ["Signature1", protected, external_aad, payload], written directly (sign1 hashes the same bytes
+    piece by piece)."""
     return b"".join((b"\x84\x6aSignature1", _bhead(len(protected)), protected,
                      _bhead(len(external_aad)), external_aad, _bhead(len(payload)), payload))
 
@@ -57,7 +58,7 @@ def sign1(payload, signer, kid=None, external_aad=b""):
     """Sign payload (bytes) with signer -> tagged COSE_Sign1 bytes.
 
     Args:
-        payload: the bytes to protect (e.g. a deterministic-CBOR claims map).
+        payload: the bytes to protect (e.g. a deterministic-CBOR claims map); bytes-like.
         signer: object with sign_digest(d32) -> 64-byte r||s and key_id (see edgepoi.keys).
         kid: key id for the protected header; default signer.key_id.
         external_aad: bytes bound into the signature but not carried.
@@ -66,17 +67,20 @@ def sign1(payload, signer, kid=None, external_aad=b""):
     """
     if kid is None:
         kid = signer.key_id
-    if not isinstance(payload, (bytes, bytearray)) or not isinstance(kid, (bytes, bytearray)):
+    if not isinstance(payload, (bytes, bytearray, memoryview)) or not isinstance(kid, (bytes, bytearray)):
         raise CoseError("bad_structure", "payload and kid must be bytes")
     if len(payload) > MAX_MESSAGE - 200:
         raise CoseError("bad_structure", "payload longer than %d bytes" % (MAX_MESSAGE - 200))
-    payload = bytes(payload)
     # deterministic CBOR, written directly: {1: -7, 4: kid}, and tag 18 of
     # [protected, {}, payload, signature]
     protected = b"\xa2\x01\x26\x04" + _bhead(len(kid)) + bytes(kid)
-    digest = hashlib.sha256(sig_structure(protected, payload, bytes(external_aad))).digest()
-    sig = signer.sign_digest(digest)
+    # SHA-256 of the Sig_structure (see sig_structure), hashed piece by piece: no copy of the payload
+    h = hashlib.sha256(b"\x84\x6aSignature1")
+    for part in (_bhead(len(protected)), protected, _bhead(len(external_aad)), external_aad,
+                 _bhead(len(payload)), payload):
+        h.update(part)
+    sig = signer.sign_digest(h.digest())
     if len(sig) != 64:
         raise CoseError("bad_signature_length", "signer returned %d bytes, not 64" % len(sig))
     return b"".join((b"\xd2\x84", _bhead(len(protected)), protected, b"\xa0", _bhead(len(payload)),
-                     payload, b"\x58\x40", bytes(sig)))
+                     bytes(payload), b"\x58\x40", bytes(sig)))

@@ -1,9 +1,10 @@
-# heapsize: 32K
+# heapsize: 40K
 """edgepoi.cbor on CPython and MicroPython: RFC 8949 Appendix A vectors, round trips, errors and offsets.
 
 The test vectors are the comment lines at the end of this file, read from it at run time one line at a
-time, so they cost no heap on a 32K MicroPython. The RFC 8949 Appendix A vectors were written from the
-RFC (tests/test_cbor.py also checks every line against cbor2).
+time, so they cost no heap on a 40K MicroPython (32K and 36K pass too, 30K and 34K not: which does depends
+on where earlier tests leave holes). The RFC 8949 Appendix A vectors were written from the RFC
+(tests/test_cbor.py also checks every line against cbor2).
 """
 import gc
 
@@ -58,6 +59,7 @@ def test_bad_input_raises_cbor_error_naming_the_offset():
 
 
 def test_round_trips_and_limits_that_are_just_met():
+    gc.collect()
     big = 2 ** 200 + 12345
     v = {"dev": "esp32-01", "seq": 4294967296, "t": [21.5, -0.5, 1e-7, 3.0e38], "ok": True, 7: None,
          "big": [big, -big, 2 ** 64, -2 ** 64 - 1], "s": "\u00fc\u6c34\U00010151" * 30, 256: {6: 1},

@@ -4,7 +4,7 @@ Usage::
 
     q = FlashQueue("/q", max_bytes=64 * 1024)
     q.append(7, b"record bytes")          # ids strictly increase; the append is the durable act
-    rec = q.read_after(q.acked)            # oldest unacknowledged (id, payload), streamed from flash
+    rec = q.read_after(q.acked)            # oldest unacknowledged (id, payload), read from flash
     q.ack(7)                               # everything up to id 7 is delivered
     q.last()                               # (id, payload) of the newest record, even once acknowledged
 
@@ -98,7 +98,8 @@ class FlashQueue:
         self._scratch = memoryview(bytearray(_SCRATCH))
         self._cur_gen = -1       # read_after's cached position: compaction count, record id, offset after
         self._cur_id = self._cur_off = 0
-        self._fa = None
+        self._fa = None            # the data file, open for reading and writing (one handle: no cache
+                                   # of another handle to go stale on a FAT or littlefs volume)
         if not _exists(directory):
             os.mkdir(directory)
         self.acked = self._read_ack()
@@ -148,7 +149,9 @@ class FlashQueue:
                 self._compact(keep_from=end)  # rewrite without the torn tail
                 return
         self.size = end
-        self._fa = open(self.data_path, "ab")
+        if not _exists(self.data_path):
+            open(self.data_path, "wb").close()
+        self._fa = open(self.data_path, "r+b")
 
     def _read_record_header(self, f):
         """Return (id, length, crc_ok) for the record at the file position, or None at a clean end."""
@@ -198,6 +201,7 @@ class FlashQueue:
         for p in parts:
             crc = _crc(p, crc)
         _put32(h, 9, crc)
+        self._fa.seek(self.size)
         self._fa.write(h)
         for p in parts:
             self._fa.write(p)
@@ -217,14 +221,15 @@ class FlashQueue:
             raise QueueError("ack of id %d beyond the newest record %d" % (rec_id, self.last_id))
         self.acked = rec_id
         off = self.head_off
-        with open(self.data_path, "rb") as f:
-            while 0 <= off < self.size:
-                f.seek(off)
-                hdr = f.read(_HDR)
-                if _u32(hdr, 1) > rec_id:
-                    break
-                self.pending_count -= 1
-                off += _HDR + _u32(hdr, 5)
+        f = self._fa
+        hdr = self._scratch[:_HDR]
+        while 0 <= off < self.size:
+            f.seek(off)
+            f.readinto(hdr)
+            if _u32(hdr, 1) > rec_id:
+                break
+            self.pending_count -= 1
+            off += _HDR + _u32(hdr, 5)
         self.head_off = off if off < self.size else -1
         if self.acked - self._acked_saved >= self.ack_every or self.head_off < 0:
             self.flush()
@@ -281,17 +286,18 @@ class FlashQueue:
         off = self.head_off
         if self._cur_gen == self.compactions and self._cur_id == after and self._cur_off >= off:
             off = self._cur_off
-        with open(self.data_path, "rb") as f:
-            while off < self.size:
-                f.seek(off)
-                hdr = f.read(_HDR)
-                rec_id, length = _u32(hdr, 1), _u32(hdr, 5)
-                off += _HDR + length
-                if rec_id > after:
-                    payload = f.read(length)
-                    # (ints, not a tuple: nothing long-lived is allocated while the loop runs)
-                    self._cur_gen, self._cur_id, self._cur_off = self.compactions, rec_id, off
-                    return rec_id, payload
+        f = self._fa
+        hdr = self._scratch[:_HDR]
+        while off < self.size:
+            f.seek(off)
+            f.readinto(hdr)
+            rec_id, length = _u32(hdr, 1), _u32(hdr, 5)
+            off += _HDR + length
+            if rec_id > after:
+                payload = f.read(length)
+                # (ints, not a tuple: nothing long-lived is allocated while the loop runs)
+                self._cur_gen, self._cur_id, self._cur_off = self.compactions, rec_id, off
+                return rec_id, payload
         return None
 
     def pending(self):
@@ -307,10 +313,10 @@ class FlashQueue:
         """(id, payload) of the newest record (kept through compaction), or None for a new queue."""
         if self.last_off < 0:
             return None
-        with open(self.data_path, "rb") as f:
-            f.seek(self.last_off)
-            hdr = f.read(_HDR)
-            return _u32(hdr, 1), f.read(_u32(hdr, 5))
+        f = self._fa
+        f.seek(self.last_off)
+        hdr = f.read(_HDR)
+        return _u32(hdr, 1), f.read(_u32(hdr, 5))
 
     def close(self):
         self.flush()
