@@ -137,3 +137,18 @@ def _records(a):
             if topic.endswith("/telemetry"):
                 out.append((rid, payload))
     return out
+
+
+def test_a_reveal_result_goes_out_in_pieces_that_join_to_its_cbor(tmp_path):
+    model = fc_model(tmp_path / "fc.tflite", inputs=16)
+    a = _agent(tmp_path, model, input="frame", key="file:" + str(tmp_path / "k.pem"), reveal_slots=3)
+    inputs = _attested_inputs(a, 10)
+    for seq in sorted(inputs)[-3:]:
+        for args in ({"seq": seq}, {"seq": seq, "id": 7}, {"seq": seq, "id": "a much longer request id"}):
+            parts = commands.reveal_parts(a, args)
+            whole = b"".join(bytes(p) for p in parts)
+            expect = dict(commands.run(a, "reveal", args), **({"id": args["id"]} if "id" in args else {}))
+            assert whole == cbor.dumps(expect) and cbor.loads(whole)["input"] == inputs[seq]
+            assert any(isinstance(p, memoryview) and len(p) for p in parts)     # the input is not copied
+    assert commands.reveal_parts(a, {"seq": sorted(inputs)[0]}) is None     # no longer held
+    a.queue.close()

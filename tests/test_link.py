@@ -90,3 +90,32 @@ def test_last_will_marks_a_vanished_device_offline(broker, tmp_path):
         assert (b"offline", False) in seen, seen
     finally:
         sub.loop_stop()
+
+
+def test_a_message_whose_handler_ran_out_of_memory_is_delivered_again(broker, tmp_path):
+    # the link acknowledges a command only once handled: a MemoryError in the handler drops the
+    # connection without the PUBACK, and the broker redelivers it to the persistent session
+    calls = []
+
+    def handler(topic, payload, retain):
+        calls.append(bytes(payload))
+        if len(calls) == 1:
+            raise MemoryError("memory allocation failed")
+
+    q = FlashQueue(str(tmp_path / "q"))
+    link = Link("d3", broker.host, broker.port, q, subscriptions=["edgepoi/v1/d3/cmd/+"], on_message=handler,
+                backoff_min_ms=20)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="console")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        assert _pump(link, lambda: link.connected and not link.session.inflight)
+        time.sleep(0.3)                                 # the SUBACK is in: the subscription is active
+        pub.publish("edgepoi/v1/d3/cmd/ping", b"once", qos=1).wait_for_publish(5)
+        assert _pump(link, lambda: len(calls) == 2)
+        assert calls == [b"once", b"once"] and link.stats["failures"] == 1
+        assert link.last_error == "out of memory" and link.connected
+        assert not _pump(link, lambda: len(calls) > 2, timeout=1.0)   # acknowledged the second time
+    finally:
+        pub.loop_stop()
+        link.close()

@@ -227,9 +227,10 @@ print("HEAP", m0 - m00, m1 - m0, gc.mem_alloc() - m0)
 """
 
 
-@pytest.mark.parametrize("heap", [os.environ.get("EDGEPOI_OTA_HEAP", "64K")])
+@pytest.mark.parametrize("heap", [os.environ.get("EDGEPOI_OTA_HEAP", "72K")])
 def test_ota_on_micropython_streams_a_model_larger_than_its_heap(micropython, sdk_mpy, tmp_path, heap):
-    """The device side under the real MicroPython (.mpy) installs a 96 KB model in a 64 KB heap:
+    """The device side under the real MicroPython (.mpy) installs a 96 KB model in a 72 KB heap (64K is
+    the smallest it passes in, depending on where earlier allocations left holes: 72K leaves a margin):
     the signature is checked with the pure-Python P-256, every 2 KB chunk goes straight to flash."""
     from edgepoi_host.bundle import mpy_cross_path
     from edgepoi_host.edge.models import sign_manifest

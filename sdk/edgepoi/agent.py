@@ -364,13 +364,19 @@ class Agent:
                     edgepoi.unload("edgepoi.commands")
 
     def _reply(self, name, result):
-        if self.link.connected:
-            from edgepoi.link.link import ticks_ms
+        """Publish a command's result: a map, or its CBOR as a list of pieces (sent one after another)."""
+        if not self.link.connected:
+            return
+        if not isinstance(result, list):
             try:
-                self.link._send(self.link.session.publish(self.root + "cmd/" + name + "/result",
-                                                          cbor.dumps(result), 1, False, ticks_ms()))
-            except OSError:
-                pass
+                result = [cbor.dumps(result)]
+            except MemoryError:  # a small heap full of this step's garbage (the request): collect, again
+                gc.collect()
+                result = [cbor.dumps(result)]
+        try:
+            self.link.publish_now(self.root + "cmd/" + name + "/result", result)
+        except OSError:
+            pass
 
     # -- main loop ----------------------------------------------------------------------------
     def run(self, count=None):

@@ -35,4 +35,4 @@ def main(path="config.json"):
     agent = Agent(cfg, flash_dir=cfg.get("flash_dir", "."))
     print("edgepoi agent", cfg["device_id"], "seq", agent.queue.last_id, "pending", agent.queue.pending_count)
     done = agent.run()
-    print("done", cfg["device_id"], done, agent.stats, agent.link.stats)
+    print("done", cfg["device_id"], done, agent.stats, agent.link.stats, "last link error:", agent.link.last_error)

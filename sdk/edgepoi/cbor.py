@@ -124,6 +124,8 @@ def _float(buf, x):
 
 
 def _enc(buf, obj, depth=0):
+    if depth > MAX_DEPTH:  # (items inside MAX_DEPTH nested arrays, maps and tags are still written)
+        raise CBORError(_DEEP)
     t = type(obj)
     if t is int:
         if obj >= 0:
@@ -159,21 +161,15 @@ def _enc(buf, obj, depth=0):
         _head(buf, 0x40, len(obj))
         buf.extend(obj)
     elif t is list or t is tuple:
-        if depth >= MAX_DEPTH:
-            raise CBORError(_DEEP)
         _head(buf, 0x80, len(obj))
         for v in obj:
             _enc(buf, v, depth + 1)
     elif t is dict:
-        if depth >= MAX_DEPTH:
-            raise CBORError(_DEEP)
         _map(buf, obj, depth + 1)
     elif t is CBORTag:
         tag = obj.tag
         if type(tag) is not int or tag < 0 or tag > _MAX64:
             raise CBORError("tag number must be an int in 0..2**64-1, not %r" % (tag,))
-        if depth >= MAX_DEPTH:
-            raise CBORError(_DEEP)
         _head(buf, 0xC0, tag)
         _enc(buf, obj.value, depth + 1)
     else:

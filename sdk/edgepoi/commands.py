@@ -19,10 +19,33 @@ def handle(agent, name, payload):
         return agent._reply(name, {"ok": False, "error": "bad arguments: %s" % e})
     if not isinstance(args, dict):
         args = {}
+    if name == "reveal":  # the input goes out in pieces: no copy of it, no input-sized block
+        parts = reveal_parts(agent, args)
+        if parts is not None:
+            return agent._reply(name, parts)
     result = run(agent, name, args)
     if "id" in args:
         result["id"] = args["id"]
     agent._reply(name, result)
+
+
+def reveal_parts(agent, args):
+    """The reveal result's CBOR as pieces (the input's pieces are views of the agent's window and ring,
+    sent as they are) or None when the input is no longer held. "input" sorts after the other keys ("id",
+    "ok", "seq": shorter), so the map is the others' map with one more entry appended."""
+    seq = args.get("seq")
+    views = agent.reveal.parts(seq) if agent.reveal is not None else None
+    if views is None:
+        return None
+    head = {"ok": True, "seq": seq}
+    if "id" in args:
+        head["id"] = args["id"]
+    head = cbor.dumps(head)
+    n = 0
+    for v in views:
+        n += len(v)
+    size = cbor.dumps(n)  # an unsigned int's head, made a byte string's (major type 2)
+    return [bytes((head[0] + 1,)), head[1:], b"\x65input", bytes((size[0] | 0x40,)), size[1:]] + views
 
 
 def run(agent, name, args):

@@ -7,6 +7,7 @@ Usage (what the agent does)::
     quantize_into(frame, inputs.win, n - k, (scale, zero_point))
     inputs.mark(seq)                          # the window is the input attestation seq signed
     inputs.get(seq)                           # -> its bytes for a cmd/reveal audit, or None
+    inputs.parts(seq)                         # -> the same as views of the buffers (no copy), or None
 """
 
 
@@ -76,8 +77,9 @@ class Inputs:
         self.ages[i] = 0
         self.next = (i + 1) % len(self.seqs)
 
-    def get(self, seq):
-        """The input of inference ``seq`` (bytes), or None when it is no longer held."""
+    def parts(self, seq):
+        """The input of inference ``seq`` as views of the ring and the window that joined are its bytes
+        (no copy: valid until the next slide), or None when it is no longer held."""
         if not isinstance(seq, int) or seq < 0 or seq not in self.seqs:
             return None
         a = self.ages[self.seqs.index(seq)]
@@ -85,11 +87,18 @@ class Inputs:
         if a > h:
             return None
         n = len(self.win)
-        out = bytearray(n)
         t = min(a, n)             # bytes from the ring, oldest first, from where they start in it
         at = (self.w - a) % h if h else 0
         first = min(t, h - at)
-        out[0:first] = self.hist[at:at + first]
-        out[first:t] = self.hist[0:t - first]
-        out[t:n] = self.win[0:n - t]
+        ring = memoryview(self.hist)
+        return [ring[at:at + first], ring[0:t - first], memoryview(self.win)[0:n - t]]
+
+    def get(self, seq):
+        """The input of inference ``seq`` (bytes), or None when it is no longer held."""
+        views = self.parts(seq)
+        if views is None:
+            return None
+        out = bytearray()
+        for v in views:
+            out.extend(v)
         return bytes(out)

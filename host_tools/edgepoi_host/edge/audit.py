@@ -51,12 +51,14 @@ class Auditor:
 
     # -- models --------------------------------------------------------------------------------
     def model_path(self, digest):
-        if self._models is None or digest not in self._models:
-            self._models = {}
+        models = self._models
+        if models is None or digest not in models:
+            models = {}       # filled, then published whole: a thread asking meanwhile never sees it half
             for path in glob.glob(os.path.join(self.models_dir or "", "*.tflite")) if self.models_dir else []:
                 with open(path, "rb") as f:
-                    self._models[hashlib.sha256(f.read()).digest()] = path
-        return self._models.get(digest)
+                    models[hashlib.sha256(f.read()).digest()] = path
+            self._models = models
+        return models.get(digest)
 
     # -- requests ------------------------------------------------------------------------------
     def consider(self, device_id, seq, claims, force=False):

@@ -200,6 +200,16 @@ class Link:
                 raise OSError("connection closed while sending")
             view = view[n:]
 
+    def publish_now(self, topic, parts, retain=False):
+        """Send a QoS 1 PUBLISH outside the queue (a command's result) whose payload is the pieces in
+        ``parts`` (bytes-like) joined, sent one after another: no payload-sized block is made."""
+        n = 0
+        for p in parts:
+            n += len(p)
+        self._send(self.session.publish_head(topic, n, 1, retain, ticks_ms()))
+        for p in parts:
+            self._send(p)
+
     def close(self):
         """Leave cleanly: publish offline status, DISCONNECT (the Last Will is not sent)."""
         if self.connected and self.status_topic:
@@ -255,9 +265,11 @@ class Link:
                 if pkt is None:
                     break
                 events, out = self.session.receive(pkt, ticks_ms())
-                self._send(out)
                 for ev in events:
                     self._event(ev)
+                # acknowledged once handled: a message whose handler failed (the link drops on a
+                # MemoryError) is delivered again after the reconnect, not lost
+                self._send(out)
 
     def _event(self, ev):
         kind = ev[0]

@@ -74,6 +74,13 @@ class Session:
         return tags
 
     def publish(self, topic, payload, qos=0, retain=False, now=0, tag=None, dup=False):
+        """The PUBLISH packet's bytes (a QoS 1 one is in flight, with ``tag``, until its PUBACK)."""
+        out = bytearray(self.publish_head(topic, len(payload), qos, retain, now, tag, dup))
+        out.extend(payload)
+        return out
+
+    def publish_head(self, topic, length, qos=0, retain=False, now=0, tag=None, dup=False):
+        """As publish, but only the bytes before a payload of ``length`` bytes (sent right after them)."""
         if self.state != CONNECTED:
             raise MQTTProtocolError("publish while not connected")
         pid = 0
@@ -81,7 +88,7 @@ class Session:
             pid = self._next_pid()
             self.inflight[pid] = tag
         self._last_tx = now
-        return codec.encode_publish(topic, payload, qos, retain, pid, dup)
+        return codec.encode_publish_header(topic, length, qos, retain, pid, dup)
 
     def subscribe(self, topics, now=0):
         pid = self._next_pid()
