@@ -154,9 +154,15 @@ def test_the_edge_audits_the_small_heap_device_bit_exact(broker, tmp_path):
         log = d.log_text()
         assert d.proc.returncode == 0 and "MemoryError" not in log, log[-2000:]
         attested = list(range(FIRST, cycles + 1))
-        assert wait(lambda: node.store.attestation_seqs(d.device_id, ("verified",)) == attested, 60), \
-            (node.stats()["audits"], node.store.db.query("SELECT seq, verdict, detail FROM audits")[:5])
-        assert node.stats()["rejected"] == 0 and set(node.stats()["audits"]) == {"verified"}
+        assert wait(lambda: sum(node.stats()["audits"].values()) == len(attested), 60), node.stats()["audits"]
+        audits = node.store.db.query("SELECT seq, verdict, detail FROM audits")
+        verified = sorted(seq for seq, v, _ in audits if v == "verified")
+        others = [(seq, v, why) for seq, v, why in audits if v != "verified"]
+        assert node.stats()["rejected"] == 0 and sorted(seq for seq, _, _ in audits) == attested
+        # a reveal can come after the device's ring moved on (7 cycles = 0.56 s here, e.g. on a loaded
+        # machine): that input is unverifiable, which the protocol allows; nothing else may go wrong
+        assert all(v == "unverifiable" and "no longer held" in why for _, v, why in others), others
+        assert len(verified) >= 0.95 * len(attested), others
         answered = sorted(r["id"] for t, r in replies if not t.endswith("/reveal/result") and r.get("ok"))
         assert answered == list(range(10))
         assert _stats(d)["commands"] >= len(attested) + 10
