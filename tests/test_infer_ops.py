@@ -340,3 +340,19 @@ def test_int16x8_kernels_match_tflm(opcode, bias_type):
         opts["depth_multiplier"] = 2
     w.op(opcode, [x, k, b], [y], activation=S.ACT_RELU, **opts)
     compare(w.finish([x], [y]), [rand_input(rng, xshape, I16)])
+
+
+@pytest.mark.parametrize("backend", ["ref", "numpy"])
+def test_a_reshape_shares_its_input_bytes_and_stays_bit_exact(tmp_path, backend):
+    # RESHAPE -> depthwise conv (-> 1,25,20,8) -> RESHAPE (1,4000) -> FC: the peak is at the second
+    # reshape, where a copy would hold both 4,000-byte tensors; sharing, the arena is the input and one
+    from harness.models import micro_speech_like
+    path = micro_speech_like(tmp_path / "ms.tflite")
+    ours = Interpreter(model_path=str(path), backend=backend)
+    ours.allocate_tensors()
+    assert ours.arena_bytes == 1968 + 4000          # (the 1,960-byte input rounds up to 16)
+    with open(path, "rb") as f:
+        ref = runtime.Interpreter.from_bytes(f.read())
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        compare(None, [rand_input(rng, list(ours.get_input_details()[0]["shape"]))], ref=ref, ours=ours)

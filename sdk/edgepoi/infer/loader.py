@@ -79,7 +79,20 @@ def _plan_arena(it, g, operators, dynamic, check=True):
         sizes[i] = (t.nbytes(), t.type == schema.INT8 and not t.is_variable and i in used)
     int8 = [i for i in dynamic if sizes[i][1]]
     first, last = arena.lifetimes(set(g.inputs), set(g.outputs), io, len(operators), set(int8))
-    offsets, total = arena.plan([(sizes[i][0], first.get(i, 0), last.get(i, 0)) for i in int8])
+    # a RESHAPE's output is its input's bytes: it shares them (one buffer from the input's first op to the
+    # output's last; the kernels' copy is then onto itself) instead of holding a copy
+    alias = {}
+    for k, op in enumerate(operators):
+        if op.opcode == schema.RESHAPE and len(io[k][0]) and len(op.outputs) == 1:
+            x, y = io[k][0][0], op.outputs[0]
+            if x in first and y in first and sizes[x][0] == sizes[y][0] and y not in alias:
+                root = alias.get(x, x)
+                alias[y] = root
+                last[root] = max(last[root], last[y])
+    own = [i for i in int8 if i not in alias]
+    offsets, total = arena.plan([(sizes[i][0], first.get(i, 0), last.get(i, 0)) for i in own])
+    at = dict(zip(own, offsets))
+    offsets = [at[alias.get(i, i)] for i in int8]
     other = [(i, sizes[i][0]) for i in dynamic if not sizes[i][1]]
     need = total + sum(n for _, n in other)
     limit = it._max_arena if check else 1 << 62
