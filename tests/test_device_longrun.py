@@ -2,6 +2,7 @@
 ESP32's heap under the real MicroPython (package bytecode in ROMFS, as on a board with a ROMFS partition),
 also through broker restarts and power cuts, reporting its heap high-water mark."""
 import ast
+import contextlib
 import os
 import re
 
@@ -40,6 +41,20 @@ def _fleet(broker, tmp_path, count, heap, period_s, cycles=CYCLES, **extra):
                              "keepalive": 5, "backoff_min_ms": 50, "backoff_max_ms": 500}, **extra))
 
 
+@contextlib.contextmanager
+def _running(broker, tmp_path, fleet, **node_kw):
+    """An edge node on SQLite knowing the fleet's keys, both running; stopped afterwards -> the node."""
+    node = EdgeNode(broker.url, "sqlite:///" + str(tmp_path / "edge.db"), **node_kw)
+    fleet.register(node.registry)
+    node.start()
+    fleet.start()
+    try:
+        yield node
+    finally:
+        fleet.stop()
+        node.stop()
+
+
 def _check_stored(node, d):
     assert node.store.telemetry_seqs(d.device_id) == list(range(1, CYCLES + 1))
     rows = node.store.db.query("SELECT seq, payload FROM telemetry WHERE device_id = ?", (d.device_id,))
@@ -51,13 +66,9 @@ def _check_stored(node, d):
 
 
 def test_thousand_cycles_in_an_esp32_heap(broker, tmp_path):
-    node = EdgeNode(broker.url, "sqlite:///" + str(tmp_path / "edge.db"))
     fleet = _fleet(broker, tmp_path, 1, HEAP, 0.0)
-    fleet.register(node.registry)
-    node.start()
-    fleet.start()
     d = fleet.devices[0]
-    try:
+    with _running(broker, tmp_path, fleet) as node:
         fleet.wait(300)
         log = d.log_text()
         assert d.proc.returncode == 0 and "MemoryError" not in log, log[-2000:]
@@ -69,38 +80,24 @@ def test_thousand_cycles_in_an_esp32_heap(broker, tmp_path):
         print("%s: heap high-water %d of %d bytes (-X heapsize=%s)" % (d.device_id, peak, size, HEAP))
         assert 0 < peak < size <= int(HEAP[:-1]) * 1024
         assert _stats(d)["loop_reserve"] == 4096          # the default on a small heap (see the agent)
-    finally:
-        fleet.stop()
-        node.stop()
 
 
 def test_a_loop_reserve_start_up_cannot_afford_is_given_up_not_fatal(broker, tmp_path):
-    node = EdgeNode(broker.url, "sqlite:///" + str(tmp_path / "edge.db"))
     # (in 112K: without its reserve the agent needs a little more than 96K to start reliably)
     fleet = _fleet(broker, tmp_path, 1, "112K", 0.0, cycles=2 * FIRST, loop_reserve=60000)
-    fleet.register(node.registry)
-    node.start()
-    fleet.start()
     d = fleet.devices[0]
-    try:
+    with _running(broker, tmp_path, fleet) as node:
         fleet.wait(120)
         assert d.proc.returncode == 0 and "MemoryError" not in d.log_text(), d.log_text()[-2000:]
         stats = _stats(d)
         assert stats["loop_reserve"] == 0 and stats["inferences"] == FIRST + 1
         assert wait(lambda: node.store.attestation_seqs(d.device_id) == list(range(FIRST, 2 * FIRST + 1)))
-    finally:
-        fleet.stop()
-        node.stop()
 
 
 def test_thousand_cycles_in_a_small_heap_through_restarts_and_power_cuts(broker, tmp_path):
-    node = EdgeNode(broker.url, "sqlite:///" + str(tmp_path / "edge.db"))
     fleet = _fleet(broker, tmp_path, 2, HEAP_FAULTS, 0.01)
-    fleet.register(node.registry)
-    node.start()
-    fleet.start()
     victim, other = fleet.devices
-    try:
+    with _running(broker, tmp_path, fleet) as node:
         restarts_and_power_cuts(broker, node, victim, per_step=300)
         fleet.wait(300)
         for d in fleet.devices:
@@ -118,9 +115,6 @@ def test_thousand_cycles_in_a_small_heap_through_restarts_and_power_cuts(broker,
             peak, size = _heap_of(d)
             print("%s: heap high-water %d of %d bytes" % (d.device_id, peak, size))
             assert 0 < peak < size <= int(HEAP_FAULTS[:-1]) * 1024
-    finally:
-        fleet.stop()
-        node.stop()
 
 
 def test_the_edge_audits_the_small_heap_device_bit_exact(broker, tmp_path):
@@ -133,10 +127,6 @@ def test_the_edge_audits_the_small_heap_device_bit_exact(broker, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(tmp_path / "ms.tflite", models / "ms.tflite")
-    node = EdgeNode(broker.url, "sqlite:///" + str(tmp_path / "edge.db"), models_dir=str(models),
-                    audit_rate=1.0)
-    fleet.register(node.registry)
-    node.start()
     d = fleet.devices[0]
     replies = []
     cli = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="console")
@@ -144,30 +134,33 @@ def test_the_edge_audits_the_small_heap_device_bit_exact(broker, tmp_path):
     cli.connect(broker.host, broker.port)
     cli.subscribe("edgepoi/v1/%s/cmd/+/result" % d.device_id, qos=1)
     cli.loop_start()
-    fleet.start()
     try:
-        for k in range(10):
-            assert wait(lambda: len(node.store.telemetry_seqs(d.device_id)) > 15 * (k + 1), 60)
-            cli.publish("edgepoi/v1/%s/cmd/%s" % (d.device_id, ("ping", "config")[k % 2]),
-                        cbor.dumps({"id": k}), qos=1)
-        fleet.wait(300)
-        log = d.log_text()
-        assert d.proc.returncode == 0 and "MemoryError" not in log, log[-2000:]
-        attested = list(range(FIRST, cycles + 1))
-        assert wait(lambda: sum(node.stats()["audits"].values()) == len(attested), 60), node.stats()["audits"]
-        audits = node.store.db.query("SELECT seq, verdict, detail FROM audits")
-        verified = sorted(seq for seq, v, _ in audits if v == "verified")
-        others = [(seq, v, why) for seq, v, why in audits if v != "verified"]
-        assert node.stats()["rejected"] == 0 and sorted(seq for seq, _, _ in audits) == attested
-        # a reveal can come after the device's ring moved on (7 cycles = 0.56 s here, e.g. on a loaded
-        # machine): that input is unverifiable, which the protocol allows; nothing else may go wrong
-        assert all(v == "unverifiable" and "no longer held" in why for _, v, why in others), others
-        assert len(verified) >= 0.95 * len(attested), others
-        answered = sorted(r["id"] for t, r in replies if not t.endswith("/reveal/result") and r.get("ok"))
-        assert answered == list(range(10))
-        assert _stats(d)["commands"] >= len(attested) + 10
+        with _running(broker, tmp_path, fleet, models_dir=str(models), audit_rate=1.0) as node:
+            _audited_run(node, fleet, d, cli, replies, cycles)
     finally:
         cli.loop_stop()
         cli.disconnect()
-        fleet.stop()
-        node.stop()
+
+
+def _audited_run(node, fleet, d, cli, replies, cycles):
+    """Send 10 pings/config reads during the run, then check every audit and every answer."""
+    for k in range(10):
+        assert wait(lambda: len(node.store.telemetry_seqs(d.device_id)) > 15 * (k + 1), 60)
+        cli.publish("edgepoi/v1/%s/cmd/%s" % (d.device_id, ("ping", "config")[k % 2]),
+                    cbor.dumps({"id": k}), qos=1)
+    fleet.wait(300)
+    log = d.log_text()
+    assert d.proc.returncode == 0 and "MemoryError" not in log, log[-2000:]
+    attested = list(range(FIRST, cycles + 1))
+    assert wait(lambda: sum(node.stats()["audits"].values()) == len(attested), 60), node.stats()["audits"]
+    audits = node.store.db.query("SELECT seq, verdict, detail FROM audits")
+    verified = sorted(seq for seq, v, _ in audits if v == "verified")
+    others = [(seq, v, why) for seq, v, why in audits if v != "verified"]
+    assert node.stats()["rejected"] == 0 and sorted(seq for seq, _, _ in audits) == attested
+    # a reveal can come after the device's ring moved on (7 cycles = 0.56 s here, e.g. on a loaded
+    # machine): that input is unverifiable, which the protocol allows; nothing else may go wrong
+    assert all(v == "unverifiable" and "no longer held" in why for _, v, why in others), others
+    assert len(verified) >= 0.95 * len(attested), others
+    answered = sorted(r["id"] for t, r in replies if not t.endswith("/reveal/result") and r.get("ok"))
+    assert answered == list(range(10))
+    assert _stats(d)["commands"] >= len(attested) + 10

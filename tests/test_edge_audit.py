@@ -1,21 +1,12 @@
 """Re-execution audits with the real agent code (CPython), a real broker and the edge node: an honest
 device's audited work is verified bit-exact; a device that lies about an output is caught and flagged."""
 import threading
-import time
 
 from edgepoi.agent import Agent
 from edgepoi.keys import open_key
 from edgepoi_host.edge.ingest import EdgeNode
+from harness.faults import wait
 from harness.models import fc_model
-
-
-def _wait(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _device(tmp_path, broker, node, dev_id, model):
@@ -57,7 +48,7 @@ def test_audits_verify_honest_work_and_catch_a_lying_device(broker, tmp_path):
             t.join(60)
         # every accepted attestation was sampled (rate 1.0); the devices keep answering reveals
         # while their links are up, so wait for the verdicts with the agents still connected
-        assert _wait(lambda: node.stats()["audits"].get("verified", 0) >= 20 and
+        assert wait(lambda: node.stats()["audits"].get("verified", 0) >= 20 and
                      node.stats()["audits"].get("fraudulent", 0) >= 1, 60), node.stats()
         audits = node.ledger.db.query("SELECT device_id, verdict, detail FROM audits")
         assert {v for d, v, _ in audits if d == "honest"} <= {"verified", "unverifiable"}

@@ -9,17 +9,9 @@ from edgepoi import attest, cbor
 from edgepoi.counter import MemoryCounter
 from edgepoi.keys import open_key
 from edgepoi_host.edge.ingest import EdgeNode
+from harness.faults import wait
 
 MODEL = b"\x11" * 32
-
-
-def _wait(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Device:
@@ -81,7 +73,7 @@ def test_each_bad_attestation_is_rejected_with_its_reason(broker, node, tmp_path
         a.att.counter = MemoryCounter(3)
         pub.send("dev-a", a.attest())                        # seq 3 after 2, wrong prev: chain_broken
         pub.send("dev-a", b"\xd2\x84garbage")
-        assert _wait(lambda: node.stats()["rejected"] == 6), (node.stats()["rejected_by_reason"], node.counters)
+        assert wait(lambda: node.stats()["rejected"] == 6), (node.stats()["rejected_by_reason"], node.counters)
         assert node.counters["duplicates"] == 1
         s = node.stats()
         assert s["rejected_by_reason"] == {"bad_signature": 1, "unknown_key": 1, "replayed": 1,
@@ -100,13 +92,13 @@ def test_out_of_order_is_held_and_a_real_gap_is_rejected(broker, node, tmp_path)
         msgs = [a.attest() for _ in range(6)]
         for i in (0, 2, 1):                                  # 3 overtakes 2 (a resend after reconnect)
             pub.send("dev-a", msgs[i])
-        assert _wait(lambda: node.store.attestation_seqs("dev-a") == [1, 2, 3])
+        assert wait(lambda: node.store.attestation_seqs("dev-a") == [1, 2, 3])
         assert node.stats()["rejected"] == 0
         pub.send("dev-a", msgs[4])                           # seq 4 never arrives
         pub.send("dev-a", msgs[5])
-        assert _wait(lambda: node.stats()["rejected_by_reason"].get("sequence_gap") == 1, 20)
+        assert wait(lambda: node.stats()["rejected_by_reason"].get("sequence_gap") == 1, 20)
         # the chain is re-anchored on seq 5, so seq 6 is accepted, not rejected in turn
-        assert _wait(lambda: node.store.attestation_seqs("dev-a") == [1, 2, 3, 6])
+        assert wait(lambda: node.store.attestation_seqs("dev-a") == [1, 2, 3, 6])
     finally:
         pub.close()
 
@@ -130,14 +122,14 @@ def test_device_acks_say_how_far_its_records_are_stored(broker, node, tmp_path):
             if with_att:
                 tele["a"] = True
             pub.send("dev-a", cbor.dumps(tele), "telemetry")
-        assert _wait(lambda: acks and acks[-1] == {"upto": 0}), acks  # waiting for attestation 1
+        assert wait(lambda: acks and acks[-1] == {"upto": 0}), acks  # waiting for attestation 1
         pub.send("dev-a", a.attest())
         pub.send("dev-a", a.attest())
-        assert _wait(lambda: acks and acks[-1] == {"upto": 3}), acks
+        assert wait(lambda: acks and acks[-1] == {"upto": 3}), acks
         pub.send("dev-a", cbor.dumps({"dev": "dev-a", "seq": 5, "ts": 1, "readings": {}}), "telemetry")
-        assert _wait(lambda: acks[-1] == {"upto": 3}), acks
+        assert wait(lambda: acks[-1] == {"upto": 3}), acks
         pub.send("dev-a", cbor.dumps({"dev": "dev-a", "seq": 4, "ts": 1, "readings": {}}), "telemetry")
-        assert _wait(lambda: acks[-1] == {"upto": 5}), acks
+        assert wait(lambda: acks[-1] == {"upto": 5}), acks
     finally:
         pub.close()
         sub.loop_stop()

@@ -145,22 +145,22 @@ class Agent:
         # of a micro_speech-sized agent in 96K failed at its first attestation. The rest is set up
         # again without it if it leaves too little for the set-up itself.
         n = int(cfg.get("loop_reserve", 4096 if self.gc_every == 1 else 0))
-        self.stats["loop_reserve"] = 0
-        for reserve in (n, 0) if n > 0 else (0,):
-            try:
-                reserve = bytearray(reserve) if reserve else None
-                self._setup(cfg, sensor, flash_dir)
-            except MemoryError:
-                if reserve is None:
-                    raise
-                reserve = None
-                if self.queue is not None:
-                    self.queue.close()
-                self.queue = self.attester = self.link = None
-                gc.collect()
-                continue
-            self.stats["loop_reserve"] = len(reserve) if reserve is not None else 0
-            break
+        try:
+            reserve = bytearray(n) if n > 0 else None
+        except MemoryError:
+            reserve = None
+        try:
+            self._setup(cfg, sensor, flash_dir)
+        except MemoryError:
+            if reserve is None:
+                raise
+            reserve = None
+            if self.queue is not None:
+                self.queue.close()
+            self.queue = self.attester = self.link = None
+            gc.collect()
+            self._setup(cfg, sensor, flash_dir)
+        self.stats["loop_reserve"] = len(reserve) if reserve is not None else 0
         reserve = None
         gc.collect()
 

@@ -1,4 +1,4 @@
-"""What real homes do to a simulated fleet, shared by the device-runtime tests."""
+"""What real homes do to a simulated fleet (the device-runtime tests), and the polling wait tests share."""
 import time
 
 
